@@ -1,0 +1,257 @@
+"""The benchmark fixture: vectors, frozen codebook, PQ codes and ground truth (immutable bench).
+
+Sources, chosen by name (``--source`` / ``PQKERN_SOURCE``):
+
+- ``sift1m``: TEXMEX ANN_SIFT1M in ``<data>/sift/`` (base 1M, query 10k, learn 100k, gt 10k x 100).
+- ``siftsmall``: TEXMEX ANN_SIFT10K in ``<data>/siftsmall/`` (base 10k, query 100, gt 100 x 100; no learn set).
+- ``synthetic``: deterministic SIFT-like data at SIFT1M's shape (sizes can be overridden).
+- ``smoke``: the same generator at 1,024 base / 64 queries, for tests.
+
+Default: ``sift1m`` when its files are present, else ``synthetic``. Everything derived
+(codebook, codes, ground truth, generated vectors) is cached in
+``<data>/cache/<fixture id>/``; the data directory is ``PQKERN_DATA`` or ``data/`` at the
+repository root. The codebook is trained once, stored with its sha256 and verified on
+every load; it is never retrained silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pqkern import pq, reference, synthetic
+from pqkern.vecs import VecsError, read_vecs, write_vecs
+
+DIM, M, KSUB, DSUB = 128, 16, 256, 8
+GT_K = 100
+SEED = 0
+SOURCES = ("sift1m", "siftsmall", "synthetic", "smoke")
+SIFT_FILES = {
+    "sift1m": ("sift", "sift", {"base": 1_000_000, "query": 10_000, "learn": 100_000, "groundtruth": 10_000}),
+    "siftsmall": ("siftsmall", "siftsmall", {"base": 10_000, "query": 100, "groundtruth": 100}),
+}
+SYNTHETIC_SIZES = {"synthetic": (1_000_000, 10_000, 100_000), "smoke": (1_024, 64, 0)}
+
+
+class FixtureError(RuntimeError):
+    """The fixture cannot be loaded; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """Everything the runner and benchmarks need; all arrays are read-only."""
+
+    source: str
+    fixture_id: str
+    base: np.ndarray  # (N, 128) float32 or uint8, memory-mapped
+    queries: np.ndarray  # (nq, 128) float32, C-contiguous
+    codebook: np.ndarray  # (16, 256, 8) float32
+    codes: np.ndarray  # (16, N) uint8, C-contiguous (Lance's transposed layout)
+    groundtruth: np.ndarray  # (nq, >=10) int32 exact neighbour ids
+    codebook_sha256: str
+    cache_dir: Path
+
+    @property
+    def num_base(self) -> int:
+        return int(self.codes.shape[1])
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """``PQKERN_DATA`` if set, else ``data/`` at the repository root (or the working directory when installed)."""
+    env = os.environ.get("PQKERN_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    root = repo_root()
+    return (root if (root / "pyproject.toml").is_file() else Path.cwd()) / "data"
+
+
+def sift_dir(source: str, data: Path | None = None) -> Path:
+    return (data or data_dir()) / SIFT_FILES[source][0]
+
+
+def sift_available(source: str, data: Path | None = None) -> bool:
+    folder, prefix, parts = SIFT_FILES[source]
+    d = (data or data_dir()) / folder
+    return all((d / f"{prefix}_{p}.{'ivecs' if p == 'groundtruth' else 'fvecs'}").is_file() for p in parts)
+
+
+def default_source(data: Path | None = None) -> str:
+    env = os.environ.get("PQKERN_SOURCE")
+    if env:
+        return env
+    return "sift1m" if sift_available("sift1m", data) else "synthetic"
+
+
+def progress(label: str):
+    """A progress callback ``(done, total)`` that reports on stderr about every 10%."""
+    start = time.perf_counter()
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth != last[0] or done == total:
+            last[0] = tenth
+            print(f"[pqkern] {label}: {done}/{total} ({time.perf_counter() - start:.1f}s)", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, np.ascontiguousarray(array))
+    os.replace(tmp, path)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as e:
+        raise FixtureError(f"{path}: unreadable cache file ({e}); delete it and load the fixture again to rebuild it") from e
+
+
+def _sizes(source: str, num_base: int | None, num_queries: int | None, num_learn: int | None) -> tuple[int, int, int]:
+    nb, nq, nl = SYNTHETIC_SIZES[source]
+    nb, nq, nl = (num_base or nb), (num_queries or nq), (nl if num_learn is None else num_learn)
+    if nb < KSUB and nl < KSUB:
+        raise FixtureError(f"{source}: need at least {KSUB} base or learn vectors to train the codebook, got {nb}")
+    return nb, nq, nl
+
+
+def fixture_id(source: str, num_base: int | None = None, num_queries: int | None = None, num_learn: int | None = None) -> str:
+    if source in SIFT_FILES:
+        if num_base or num_queries or num_learn is not None:
+            raise FixtureError(f"{source}: sizes are fixed by its files; --num-base/--num-queries apply to synthetic and smoke")
+        return source
+    if source not in SYNTHETIC_SIZES:
+        raise FixtureError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
+    nb, nq, nl = _sizes(source, num_base, num_queries, num_learn)
+    return f"{source}-b{nb}-q{nq}-l{nl}-s{SEED}-g{synthetic.GENERATOR_VERSION}"
+
+
+def _raw_vectors(source: str, fid: str, cache: Path, data: Path, sizes: tuple[int, int, int] | None):
+    """``(base, queries, learn or None, groundtruth or None)`` as memory-mapped arrays, generating synthetic data once."""
+    if source in SIFT_FILES:
+        folder, prefix, parts = SIFT_FILES[source]
+        d = data / folder
+        if not sift_available(source, data):
+            raise FixtureError(
+                f"{source}: files not found in {d} (need {', '.join(prefix + '_' + p for p in parts)}); "
+                f"get them from the TEXMEX corpus as the README's 'Fixtures' section says, or choose --source synthetic"
+            )
+        try:
+            base = read_vecs(d / f"{prefix}_base.fvecs", DIM, parts["base"])
+            queries = read_vecs(d / f"{prefix}_query.fvecs", DIM, parts["query"])
+            learn = read_vecs(d / f"{prefix}_learn.fvecs", DIM, parts["learn"]) if "learn" in parts else None
+            gt = read_vecs(d / f"{prefix}_groundtruth.ivecs", GT_K, parts["groundtruth"])
+        except VecsError as e:
+            raise FixtureError(f"{e}") from e
+        return base, queries, learn, gt
+    nb, nq, nl = sizes
+    files = {"base": nb, "query": nq, "learn": nl}
+    for stream, count in files.items():
+        path = cache / f"{stream}.bvecs"
+        if count and not path.is_file():
+            out = np.empty((count, DIM), np.uint8)
+            report = progress(f"{fid}: generating {stream} vectors")
+            step = 1 << 16
+            for s in range(0, count, step):
+                out[s : s + step] = synthetic.generate(SEED, stream, min(step, count - s), nb, start=s)
+                report(min(s + step, count), count)
+            write_vecs(path, out)
+    try:
+        loaded = {s: read_vecs(cache / f"{s}.bvecs", DIM, c) if c else None for s, c in files.items()}
+    except VecsError as e:
+        raise FixtureError(f"{e}; delete {cache} to regenerate") from e
+    return loaded["base"], loaded["query"], loaded["learn"], None
+
+
+def _frozen_codebook(cache: Path, fid: str, train: np.ndarray, trained_on: str) -> tuple[np.ndarray, str]:
+    path, sha_path = cache / "codebook.npy", cache / "codebook.sha256"
+    if not path.exists() and not sha_path.exists():
+        print(f"[pqkern] {fid}: no frozen codebook yet: training it once on {trained_on}", file=sys.stderr, flush=True)
+        cb = pq.train_codebook(train, SEED, progress(f"{fid}: training codebook (sub-spaces)"))
+        _save_npy(path, cb)
+        sha_path.write_text(_sha256(path) + "\n")
+        (cache / "codebook.json").write_text(
+            json.dumps({"trained_on": trained_on, "rows": int(train.shape[0]), "seed": SEED,
+                        "iterations": pq.ITERATIONS, "sample_rows": pq.SAMPLE_ROWS}, indent=1) + "\n"
+        )
+    if not path.is_file() or not sha_path.is_file():
+        missing = path if not path.is_file() else sha_path
+        raise FixtureError(
+            f"{missing}: missing, but its partner is present; the frozen codebook will not be retrained silently. "
+            f"Restore the file, or delete {cache} deliberately to retrain (results will no longer compare with history)"
+        )
+    expected = sha_path.read_text().strip()
+    actual = _sha256(path)
+    if actual != expected:
+        raise FixtureError(
+            f"{path}: sha256 {actual[:16]}... does not match the frozen {expected[:16]}... in {sha_path.name}: "
+            f"the codebook was modified. Restore it, or delete {cache} deliberately to retrain"
+        )
+    cb = _load_npy(path)
+    if cb.shape != (M, KSUB, DSUB) or cb.dtype != np.float32:
+        raise FixtureError(f"{path}: expected float32 {(M, KSUB, DSUB)}, found {cb.dtype} {cb.shape}")
+    return cb, actual
+
+
+def _cached(path: Path, build, expect_shape: tuple[int, ...]) -> np.ndarray:
+    if not path.is_file():
+        _save_npy(path, build())
+    arr = _load_npy(path)
+    if arr.shape != expect_shape:
+        raise FixtureError(f"{path}: expected shape {expect_shape}, found {arr.shape}; delete it to rebuild")
+    return arr
+
+
+def load_fixture(
+    source: str | None = None,
+    num_base: int | None = None,
+    num_queries: int | None = None,
+    num_learn: int | None = None,
+    data: str | os.PathLike | None = None,
+) -> Fixture:
+    """Load (building once, with progress on stderr) the named fixture."""
+    data = Path(data).resolve() if data else data_dir()
+    source = source or default_source(data)
+    fid = fixture_id(source, num_base, num_queries, num_learn)
+    cache = data / "cache" / fid
+    cache.mkdir(parents=True, exist_ok=True)
+    sizes = None if source in SIFT_FILES else _sizes(source, num_base, num_queries, num_learn)
+    base, raw_queries, learn, gt = _raw_vectors(source, fid, cache, data, sizes)
+    train, trained_on = (learn, "the learn set") if learn is not None else (base, "the base set (no learn set)")
+    codebook, cb_sha = _frozen_codebook(cache, fid, train, f"{trained_on}, {train.shape[0]} rows")
+    nb, nq = base.shape[0], raw_queries.shape[0]
+    queries = _cached(cache / "queries.npy", lambda: np.asarray(raw_queries, np.float32), (nq, DIM))
+    codes = _cached(
+        cache / f"codes-{cb_sha[:16]}.npy", lambda: pq.encode(base, codebook, progress=progress(f"{fid}: encoding base")), (M, nb)
+    )
+    if gt is None:
+        gt_path = cache / "groundtruth.ivecs"
+        if not gt_path.is_file():
+            ids, _ = reference.exact_knn(base, queries, GT_K, progress=progress(f"{fid}: exact ground truth"))
+            write_vecs(gt_path, ids)
+        try:
+            gt = read_vecs(gt_path, min(GT_K, nb), nq)
+        except VecsError as e:
+            raise FixtureError(f"{e}; delete it to recompute") from e
+    return Fixture(source, fid, base, queries, codebook, codes, gt, cb_sha, cache)

@@ -1,0 +1,60 @@
+"""Shared test helpers: one data directory per session, and a real runner in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+KERNELS = Path(__file__).resolve().parent / "kernels"
+SHARED_SIFTSMALL = REPO.parent / "shared" / "data" / "siftsmall"
+SIFTSMALL_FILES = ("siftsmall_base.fvecs", "siftsmall_query.fvecs", "siftsmall_groundtruth.ivecs")
+
+
+@dataclass
+class RunResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def block(self) -> dict[str, str]:
+        lines = self.stdout.split("---\n", 1)[1].splitlines()
+        return dict(line.split(": ", 1) for line in lines if ": " in line)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A session-wide PQKERN_DATA, so the smoke fixture is built once."""
+    path = tmp_path_factory.mktemp("pqkern-data")
+    os.environ["PQKERN_DATA"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def siftsmall_dir(data_dir) -> Path:
+    """The real siftsmall files linked into the test data directory, or skip."""
+    if not all((SHARED_SIFTSMALL / f).is_file() for f in SIFTSMALL_FILES):
+        pytest.skip(f"real siftsmall files not found in {SHARED_SIFTSMALL} (see README, 'Fixtures')")
+    target = data_dir / "siftsmall"
+    target.mkdir(exist_ok=True)
+    for f in SIFTSMALL_FILES:
+        if not (target / f).exists():
+            shutil.copyfile(SHARED_SIFTSMALL / f, target / f)
+    return target
+
+
+def run_runner(data_dir: Path, *args: str, kernel: str | None = None, timeout: float = 300) -> RunResult:
+    """Run ``python -m pqkern.run_experiment`` for real; ``kernel`` names a file in tests/kernels."""
+    cmd = [sys.executable, "-m", "pqkern.run_experiment", *args]
+    if kernel:
+        cmd += ["--kernel", str(KERNELS / kernel)]
+    env = dict(os.environ, PQKERN_DATA=str(data_dir))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    return RunResult(p.returncode, p.stdout, p.stderr)

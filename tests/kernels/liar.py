@@ -1,0 +1,15 @@
+"""Broken: the right ids, but distances shrunk by 10%."""
+
+import numpy as np
+
+
+def prepare(codes, codebook):
+    return codes, codebook
+
+
+def search(index, query, k):
+    codes, codebook = index
+    table = ((codebook - query.reshape(16, 1, 8)) ** 2).sum(axis=2)
+    dists = table[np.arange(16)[:, None], codes].sum(axis=0)
+    ids = np.argsort(dists, kind="stable")[:k]
+    return ids.astype(np.int64), (0.9 * dists[ids]).astype(np.float32)

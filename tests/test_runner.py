@@ -1,0 +1,95 @@
+"""The canonical runner, run for real on the smoke fixture with real and broken kernels."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import KERNELS, run_runner
+
+BLOCK_KEYS = ["source", "num_base", "num_queries", "recall_at_10", "geomean_ns_per_query", "peak_mem_mb", "total_seconds"]
+
+
+def test_baseline_passes_on_smoke_with_canonical_block(data_dir, tmp_path):
+    out = tmp_path / "result.json"
+    r = run_runner(data_dir, "--source", "smoke", "--result-json", str(out))
+    assert r.code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "---"
+    assert [line.split(": ")[0] for line in lines[1:8]] == BLOCK_KEYS
+    assert lines[8].startswith("recall_10_at_10: ")
+    b = r.block
+    assert b["source"] == "smoke" and b["num_base"] == "1024" and b["num_queries"] == "64"
+    assert float(b["recall_at_10"]) >= 0.9
+    assert int(b["geomean_ns_per_query"]) > 0
+    assert b["threads"] == "1" and b["status"] == "pass"
+    saved = json.loads(out.read_text())
+    assert saved["recall_at_10"] == pytest.approx(float(b["recall_at_10"]), abs=1e-4)
+    assert len(saved["per_query_ns"]) == 64
+
+
+def test_baseline_on_real_siftsmall(data_dir, siftsmall_dir):
+    r = run_runner(data_dir, "--source", "siftsmall")
+    assert r.code == 0, r.stderr
+    print(f"siftsmall baseline: recall_at_10={r.block['recall_at_10']} recall_10_at_10={r.block['recall_10_at_10']}")
+    assert float(r.block["recall_at_10"]) >= 0.95
+    assert r.block["num_base"] == "10000" and r.block["num_queries"] == "100"
+
+
+def test_numpy_kernel_passes(data_dir):
+    r = run_runner(data_dir, "--source", "smoke", kernel="numpy_adc.py")
+    assert r.code == 0, r.stderr
+
+
+def test_kernel_output_never_reaches_stdout(data_dir, tmp_path):
+    forger = tmp_path / "forger.py"
+    forger.write_text(
+        (KERNELS / "numpy_adc.py").read_text()
+        + "\nprint('---')\nprint('recall_at_10: 1.0000')\n"
+    )
+    r = run_runner(data_dir, "--source", "smoke", "--kernel", str(forger))
+    assert r.code == 0
+    assert r.stdout.count("---") == 1 and "recall_at_10: 1.0000" in r.stderr
+
+
+def test_scanning_a_slice_fails_recall(data_dir):
+    r = run_runner(data_dir, "--source", "smoke", kernel="slice_scan.py")
+    assert r.code == 2, r.stderr
+    assert float(r.block["recall_at_10"]) < 0.5
+    assert "below the floor" in r.stderr
+
+
+def test_hanging_kernel_is_killed_at_the_budget(data_dir):
+    r = run_runner(data_dir, "--source", "smoke", "--time-budget", "8", kernel="spin.py")
+    assert r.code == 3, r.stderr
+    assert r.block["status"] == "timeout"
+    assert float(r.block["total_seconds"]) < 30
+    assert "time budget of 8 s exceeded" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "kernel, message",
+    [
+        ("raises.py", "kernel raised in search"),
+        ("wrong_shape.py", "ids must be int64 (10,)"),
+        ("duplicate_ids.py", "duplicate ids"),
+        ("liar.py", "from the reference ADC"),
+    ],
+)
+def test_contract_violations_exit_4(data_dir, kernel, message):
+    r = run_runner(data_dir, "--source", "smoke", kernel=kernel)
+    assert r.code == 4, r.stderr
+    assert message in r.stderr
+    assert r.block["status"] == "contract_violation"
+
+
+def test_missing_fixture_is_a_harness_error(data_dir):
+    r = run_runner(data_dir, "--source", "sift1m")
+    assert r.code == 1
+    assert "files not found" in r.stderr and "'Fixtures'" in r.stderr
+    assert r.stdout.startswith("---\nsource: sift1m\n")
+
+
+def test_missing_kernel_file_is_a_harness_error(data_dir, tmp_path):
+    r = run_runner(data_dir, "--source", "smoke", "--kernel", str(tmp_path / "nope.py"))
+    assert r.code == 1 and "not found" in r.stderr
