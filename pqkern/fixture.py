@@ -128,8 +128,22 @@ def _load_npy(path: Path) -> np.ndarray:
         raise FixtureError(f"{path}: unreadable cache file ({e}); delete it and load the fixture again to rebuild it") from e
 
 
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise FixtureError(f"{name}={value!r} is not a whole number") from None
+
+
 def _sizes(source: str, num_base: int | None, num_queries: int | None, num_learn: int | None) -> tuple[int, int, int]:
+    """Generated sizes: explicit arguments, else PQKERN_NUM_BASE / _QUERIES / _LEARN, else the source's defaults."""
     nb, nq, nl = SYNTHETIC_SIZES[source]
+    num_base = num_base or _env_int("PQKERN_NUM_BASE")
+    num_queries = num_queries or _env_int("PQKERN_NUM_QUERIES")
+    num_learn = _env_int("PQKERN_NUM_LEARN") if num_learn is None else num_learn
     nb, nq, nl = (num_base or nb), (num_queries or nq), (nl if num_learn is None else num_learn)
     if nb < KSUB and nl < KSUB:
         raise FixtureError(f"{source}: need at least {KSUB} base or learn vectors to train the codebook, got {nb}")

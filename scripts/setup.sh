@@ -5,4 +5,9 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+if command -v npm >/dev/null 2>&1; then  # the dashboard's JavaScript, so it renders offline
+    (cd scripts/dashboard && npm ci --ignore-scripts --no-audit --no-fund --silent)
+else
+    echo "warning: npm not found: pqkern-dashboard publish needs it (apt-get install npm), the rest works" >&2
+fi
 echo "set up: .venv (activate with: source .venv/bin/activate)"

@@ -1,0 +1,142 @@
+"""Real asv over a real git history of kernel variants: results, recall gate, regressions, find, dashboard."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import KERNELS, REPO
+
+from pqkern.dashboard import NODE_MODULES
+
+MACHINE = "pqkern-ci"
+BENCH = r"bench_kernel\.(Search|Quality)\."
+HISTORY = [("baseline", None), ("faster: row-major re-layout", "relayout.py"),
+           ("broken: scans an eighth of the base", "slice_scan.py"), ("slower: scans three times", "slow3x.py")]
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _asv(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "asv", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
+    if check and p.returncode != 0:
+        raise AssertionError(f"asv {' '.join(args)} exited {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """A temporary clone with four kernel commits, benchmarked by asv and published."""
+    tmp = tmp_path_factory.mktemp("asv")
+    repo = tmp / "repo"
+    files = _git(REPO, "ls-files", "-co", "--exclude-standard").splitlines()
+    for f in files:
+        if (REPO / f).is_file():
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, repo / f)
+    env = dict(os.environ, HOME=str(tmp / "home"), PQKERN_DATA=str(tmp / "data"), PQKERN_SOURCE="synthetic",
+               PQKERN_NUM_BASE="20000", PQKERN_NUM_QUERIES="200", PQKERN_NUM_LEARN="0",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.invalid", PIP_CACHE_DIR=str(Path.home() / ".cache" / "pip"))
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    shas = {}
+    for message, kernel in HISTORY:
+        if kernel:
+            shutil.copyfile(KERNELS / kernel, repo / "pqkern" / "kernels.py")
+        subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+        subprocess.run(["git", "commit", "-q", "-m", message], cwd=repo, check=True, env=env)
+        shas[message.split(":")[0]] = _git(repo, "rev-parse", "HEAD")
+    _asv(repo, env, "machine", "--yes", "--machine", MACHINE)
+    run = _asv(repo, env, "run", "--machine", MACHINE, "--bench", BENCH, "-a", "processes=1", "--show-stderr", "ALL",
+               check=False)
+    assert run.returncode == 2, f"expected the broken commit's gate to fail asv run:\n{run.stdout[-4000:]}"
+    publish = subprocess.run([sys.executable, "-m", "pqkern.dashboard", "publish", "--node-modules", str(NODE_MODULES)],
+                             cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    return {"repo": repo, "env": env, "shas": shas, "run": run, "publish": publish}
+
+
+def _results(history) -> dict[str, dict]:
+    out = {}
+    for path in (history["repo"] / ".asv" / "results" / MACHINE).glob("*-*.json"):
+        data = json.loads(path.read_text())
+        names = data["result_columns"]
+        out[data["commit_hash"]] = {b: dict(zip(names, row, strict=False)) for b, row in data["results"].items()}
+    return out
+
+
+def test_results_record_time_recall_and_memory_per_commit(history):
+    results = _results(history)
+    for name, sha in history["shas"].items():
+        r = results[sha]
+        assert r["bench_kernel.Search.time_search"]["result"][0] > 0, name
+        assert r["bench_kernel.Quality.track_kernel_peak_mem_mb"]["result"][0] is not None, name
+        recall = r["bench_kernel.Quality.track_recall_at_10"]["result"][0]
+        assert 0 <= recall <= 1, name
+    slow = results[history["shas"]["slower"]]["bench_kernel.Search.time_search"]["result"][0]
+    fast = results[history["shas"]["faster"]]["bench_kernel.Search.time_search"]["result"][0]
+    assert slow > 2 * fast
+
+
+def test_broken_recall_commit_fails_the_gate(history):
+    results = _results(history)
+    broken = results[history["shas"]["broken"]]
+    assert broken["bench_kernel.Quality.track_recall_at_10"]["result"][0] < 0.5
+    assert broken["bench_kernel.Quality.track_recall_gate"]["result"] is None  # failed: shown as failed
+    for name in ("baseline", "faster", "slower"):
+        assert results[history["shas"][name]]["bench_kernel.Quality.track_recall_gate"]["result"][0] >= 0
+    compare = _asv(history["repo"], history["env"], "compare", "--machine", MACHINE,
+                   history["shas"]["faster"], history["shas"]["broken"])
+    gate_line = next(line for line in compare.stdout.splitlines() if "track_recall_gate" in line)
+    assert gate_line.lstrip().startswith("!") and "failed" in gate_line
+
+
+def test_regressions_feed_names_the_slow_commit(history):
+    assert history["publish"].returncode == 0, history["publish"].stderr
+    html = history["repo"] / ".asv" / "html"
+    index = json.loads((html / "index.json").read_text())
+    regressions = json.loads((html / "regressions.json").read_text())["regressions"]
+    search = [r for r in regressions if r[0] == "bench_kernel.Search.time_search"]
+    assert search, regressions
+    after = {index["revision_to_hash"][str(jump[1])] for jump in search[0][6]}
+    assert history["shas"]["slower"] in after
+    assert history["shas"]["slower"][:8] in (html / "regressions.xml").read_text()
+
+
+def test_bisect_names_the_slow_commit(history):
+    shas = history["shas"]
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]  # the asv that runs these tests
+    p = subprocess.run([str(history["repo"] / "scripts" / "bisect.sh"), f"{shas['baseline']}..{shas['slower']}"],
+                       cwd=history["repo"], env=dict(history["env"], PATH=path), capture_output=True, text=True, timeout=1500)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"Greatest regression found: {shas['slower'][:8]}" in p.stdout, p.stdout
+
+
+def test_dashboard_renders_offline_in_chromium(history, tmp_path):
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    html = history["repo"] / ".asv" / "html"
+    assert "cdn" not in (html / "index.html").read_text().lower().split("<body")[0]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/index.html#bench_kernel.Search.time_search"
+        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+               "--virtual-time-budget=15000", "--dump-dom", url]
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    finally:
+        server.shutdown()
+    assert "continental origin" not in dom  # asv's error page
+    assert 'class="flot-base"' in dom and 'id="main-graph"' in dom
