@@ -67,7 +67,8 @@ def make_offline(html_dir: Path, node_modules: Path = NODE_MODULES) -> int:
     for page in html_dir.glob("*.html"):
         page.write_text(_TAG.sub(local, page.read_text(encoding="utf-8")), encoding="utf-8")
     if unknown:
-        raise DashboardError(f"{html_dir}: no local copy of {', '.join(sorted(set(unknown)))} (a newer asv?); add it to CDN_FILES")
+        urls = ", ".join(sorted(set(unknown)))
+        raise DashboardError(f"{html_dir}: no local copy of {urls} (a newer asv?); add it to CDN_FILES")
     return rewritten
 
 
