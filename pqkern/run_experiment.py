@@ -36,6 +36,7 @@ from time import perf_counter_ns as _clock
 import numpy as np
 
 from pqkern.fixture import FixtureError, default_source, load_fixture
+from pqkern.policy import PolicyError, check_kernel
 from pqkern.reference import adc_distances, exact_distances, recall_at_k
 
 EXIT_PASS, EXIT_HARNESS, EXIT_RECALL, EXIT_TIMEOUT, EXIT_CONTRACT = 0, 1, 2, 3, 4
@@ -187,7 +188,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _block(r: dict) -> str:
+def format_block(r: dict) -> str:
     def fmt(key: str) -> str:
         v = r.get(key)
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     code, reason = _judge(args, r)
     r["total_seconds"] = time.monotonic() - start
     r["exit_code"], r["status"] = code, STATUS[code]
-    print(_block(r), flush=True)
+    print(format_block(r), flush=True)
     if reason:
         print(f"pqkern-run: {STATUS[code]}: {reason}", file=sys.stderr, flush=True)
     if args.result_json:
@@ -302,6 +303,10 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
     if not kernel.is_file():
         return EXIT_HARNESS, f"kernel file {kernel} not found"
     r["kernel_sha256"] = hashlib.sha256(kernel.read_bytes()).hexdigest()
+    try:
+        check_kernel(kernel)
+    except PolicyError as e:
+        return EXIT_CONTRACT, str(e)
     try:
         fx = load_fixture(r["source"], args.num_base, args.num_queries, args.num_learn)
     except FixtureError as e:

@@ -50,6 +50,28 @@ def siftsmall_dir(data_dir) -> Path:
     return target
 
 
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+
+
+def scratch_repo(repo: Path, env: dict) -> str:
+    """Copy this working tree (tracked and unignored files) into ``repo``, ``git init -b main``, commit; return the sha."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.splitlines()
+    for f in files:
+        if (REPO / f).is_file():
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, repo / f)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    return commit_all(repo, env, "baseline")
+
+
+def commit_all(repo: Path, env: dict, message: str) -> str:
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "commit", "-q", "-m", message], cwd=repo, check=True, env=env)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
 def run_runner(data_dir: Path, *args: str, kernel: str | None = None, timeout: float = 300) -> RunResult:
     """Run ``python -m pqkern.run_experiment`` for real; ``kernel`` names a file in tests/kernels."""
     cmd = [sys.executable, "-m", "pqkern.run_experiment", *args]

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import KERNELS, REPO
+from conftest import GIT_ENV, KERNELS, commit_all, scratch_repo
 
 from pqkern.dashboard import NODE_MODULES
 
@@ -39,23 +39,14 @@ def history(tmp_path_factory):
     """A temporary clone with four kernel commits, benchmarked by asv and published."""
     tmp = tmp_path_factory.mktemp("asv")
     repo = tmp / "repo"
-    files = _git(REPO, "ls-files", "-co", "--exclude-standard").splitlines()
-    for f in files:
-        if (REPO / f).is_file():
-            (repo / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, repo / f)
     env = dict(os.environ, HOME=str(tmp / "home"), PQKERN_DATA=str(tmp / "data"), PQKERN_SOURCE="synthetic",
                PQKERN_NUM_BASE="20000", PQKERN_NUM_QUERIES="200", PQKERN_NUM_LEARN="0",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.invalid", PIP_CACHE_DIR=str(Path.home() / ".cache" / "pip"))
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
-    shas = {}
-    for message, kernel in HISTORY:
-        if kernel:
-            shutil.copyfile(KERNELS / kernel, repo / "pqkern" / "kernels.py")
-        subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
-        subprocess.run(["git", "commit", "-q", "-m", message], cwd=repo, check=True, env=env)
-        shas[message.split(":")[0]] = _git(repo, "rev-parse", "HEAD")
+               PIP_CACHE_DIR=str(Path.home() / ".cache" / "pip"), **GIT_ENV)
+    repo.mkdir()
+    shas = {"baseline": scratch_repo(repo, env)}
+    for message, kernel in HISTORY[1:]:
+        shutil.copyfile(KERNELS / kernel, repo / "pqkern" / "kernels.py")
+        shas[message.split(":")[0]] = commit_all(repo, env, message)
     _asv(repo, env, "machine", "--yes", "--machine", MACHINE)
     run = _asv(repo, env, "run", "--machine", MACHINE, "--bench", BENCH, "-a", "processes=1", "--show-stderr", "ALL",
                check=False)
