@@ -58,7 +58,7 @@ def render(rows: list[dict], source: str = "results.tsv") -> str:
         if best:
             line.append(f"{x(i):.1f},{y(best):.1f}")
             line.append(f"{x(i + 1) if i + 1 < len(rows) else x(i):.1f},{y(best):.1f}")
-    step = max(0.25, round(top / 6, 1))
+    step = next(s for s in (0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 20, 25, 50, 100, 1e9) if s >= top / 6)
     yticks = [{"y": y(v * step), "label": f"{v * step:.2g}x"} for v in range(int(top / step) + 1)]
     kept = sum(r["status"] == "keep" for r in rows)
     return TEMPLATE.render(rows=rows, header=list(rows[0]) if rows else [], points=points, best_line=" ".join(line),

@@ -93,3 +93,19 @@ def test_missing_fixture_is_a_harness_error(data_dir):
 def test_missing_kernel_file_is_a_harness_error(data_dir, tmp_path):
     r = run_runner(data_dir, "--source", "smoke", "--kernel", str(tmp_path / "nope.py"))
     assert r.code == 1 and "not found" in r.stderr
+
+
+def test_truncated_source_file_is_a_harness_error_naming_it(tmp_path):
+    import numpy as np
+
+    from pqkern.vecs import write_vecs
+
+    folder = tmp_path / "siftsmall"
+    write_vecs(folder / "siftsmall_base.fvecs", np.zeros((10_000, 128), np.float32))
+    write_vecs(folder / "siftsmall_query.fvecs", np.zeros((100, 128), np.float32))
+    write_vecs(folder / "siftsmall_groundtruth.ivecs", np.zeros((100, 100), np.int32))
+    base = folder / "siftsmall_base.fvecs"
+    base.write_bytes(base.read_bytes()[:-100])
+    r = run_runner(tmp_path, "--source", "siftsmall")
+    assert r.code == 1
+    assert "siftsmall_base.fvecs" in r.stderr and "record 9999 is truncated" in r.stderr
