@@ -7,6 +7,14 @@ every returned id and distance against the reference ADC, computes recall, print
 on stdout and, with ``--result-json``, writes the same figures to a file. Whatever the kernel
 prints goes to stderr, so stdout carries only the block.
 
+Guarantees: the kernel file passes the static policy (pqkern/policy.py); codes, codebook and
+queries reach the kernel in read-only file mappings and are hashed before and after the run;
+warm-up uses base vectors, and each timed query is searched once; the clock is bound before
+the kernel is imported, and the sum of per-query times is checked against this process's own
+measurement of the timed phase; results must be exact ``numpy.ndarray`` objects, checked
+inside the timed region; on a sample of queries the whole top-k is checked against the exact
+reference ADC top-k; the worker's address space is capped (--memory-limit-mb).
+
 Exit codes (the block is printed in every case, and a one-line reason goes to stderr):
   0 pass
   1 the harness could not run (bad or missing fixture, bad arguments); the message says what to do
@@ -23,6 +31,7 @@ import importlib.util
 import json
 import math
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -32,18 +41,21 @@ import time
 import traceback
 from pathlib import Path
 from time import perf_counter_ns as _clock
+from time import process_time_ns as _cpu_clock
 
 import numpy as np
 
 from pqkern.fixture import FixtureError, default_source, load_fixture
 from pqkern.policy import PolicyError, check_kernel
-from pqkern.reference import adc_distances, exact_distances, recall_at_k
+from pqkern.reference import adc_distances, adc_topk, exact_distances, recall_at_k
 
 EXIT_PASS, EXIT_HARNESS, EXIT_RECALL, EXIT_TIMEOUT, EXIT_CONTRACT = 0, 1, 2, 3, 4
 STATUS = {0: "pass", 1: "harness_error", 2: "recall_below_floor", 3: "timeout", 4: "contract_violation"}
 K = 10
 WARMUP_VECTORS = 8
 COMPILE_ROWS = 4096
+SPOT_CHECKS = 10
+HARNESS_NS_PER_QUERY = 200_000  # allowance for the worker's own work around each timed call
 BLOCK_KEYS = ("source", "num_base", "num_queries", "recall_at_10", "geomean_ns_per_query", "peak_mem_mb", "total_seconds")
 DEFAULT_KERNEL = Path(__file__).resolve().parent / "kernels.py"
 
@@ -117,6 +129,8 @@ def worker_main(cfg: dict) -> int:
     stage = "import"
     try:
         kernel = _load_kernel(cfg["kernel"])
+        cap = _proc_status_kb("VmSize") * 1024 + cfg["memory_limit_mb"] * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         # Compile on a small slice first, so JIT memory is not counted as the kernel's footprint.
         stage = "prepare (compile pass)"
         small = kernel.prepare(_readonly(codes[:, :COMPILE_ROWS]), codebook)
@@ -135,16 +149,17 @@ def worker_main(cfg: dict) -> int:
             _check_shape(kernel.search(index, warm[i], k), k, f"warm-up vector {i}")
         _send(fd, phase="timed_start")
         times = np.empty(len(timed), np.int64)
+        cpu_times = np.empty(len(timed), np.int64)
         out_ids = np.empty((len(timed), k), np.int64)
         out_d = np.empty((len(timed), k), np.float32)
         for j, qi in enumerate(timed):
             stage = f"search (query {qi})"
             q = queries[qi]
-            t0 = _clock()
+            t0, c0 = _clock(), _cpu_clock()
             res = kernel.search(index, q, k)
             ids, dists = res
-            t1 = _clock()
-            times[j] = t1 - t0
+            c1, t1 = _cpu_clock(), _clock()
+            times[j], cpu_times[j] = t1 - t0, c1 - c0
             ids, dists = _check_shape(res, k, f"query {qi}")
             out_ids[j], out_d[j] = ids, dists
         _send(fd, phase="timed_end")
@@ -154,9 +169,10 @@ def worker_main(cfg: dict) -> int:
         return EXIT_CONTRACT
     except BaseException as e:  # the kernel raised: report where, with the kernel's traceback on stderr
         traceback.print_exc()
-        _send(fd, phase="error", kind="raised", message=f"kernel raised in {stage}: {type(e).__name__}: {e}")
+        hint = f" (the kernel may use {cfg['memory_limit_mb']} MB: --memory-limit-mb)" if isinstance(e, MemoryError) else ""
+        _send(fd, phase="error", kind="raised", message=f"kernel raised in {stage}: {type(e).__name__}: {e}{hint}")
         return EXIT_CONTRACT
-    np.savez(Path(cfg["out"]), times=times, ids=out_ids, dists=out_d)
+    np.savez(Path(cfg["out"]), times=times, cpu_times=cpu_times, ids=out_ids, dists=out_d)
     _send(fd, phase="done", prepare_ns=int(prepare_ns), peak_mem_kb=max(0, peak_kb - rss0), exact_peak=exact_peak)
     return EXIT_PASS
 
@@ -183,6 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--time-budget", type=float, default=600.0, help="seconds for the kernel's whole run (default 600)")
     p.add_argument("--tolerance", type=float, default=0.01, help="relative distance tolerance vs reference ADC (default 0.01)")
     p.add_argument("--threads", type=int, default=1, help="NUMBA_NUM_THREADS for the kernel (default 1)")
+    p.add_argument("--memory-limit-mb", type=int, default=4096,
+                   help="address space the kernel may add to the worker, in MB (default 4096)")
     p.add_argument("--result-json", help="also write the result, with per-query times, to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -199,7 +217,8 @@ def format_block(r: dict) -> str:
             return f"{v:.1f}"
         return str(v)
 
-    extra = ("recall_10_at_10", "status", "exit_code", "prepare_seconds", "timed_seconds", "max_rel_error",
+    extra = ("recall_10_at_10", "status", "exit_code", "geomean_cpu_ns_per_query", "prepare_seconds", "timed_seconds",
+             "max_rel_error",
              "threads", "fixture_id", "codebook_sha256", "kernel_sha256")
     return "\n".join(["---"] + [f"{key}: {fmt(key)}" for key in BLOCK_KEYS + extra])
 
@@ -237,13 +256,50 @@ def verify(fx, timed: np.ndarray, ids: np.ndarray, dists: np.ndarray, tolerance:
     return worst
 
 
+def fixture_digest(fx) -> str:
+    """sha256 over the bytes handed to the kernel: codes, codebook and queries."""
+    h = hashlib.sha256()
+    for arr in (fx.codes, fx.codebook, fx.queries):
+        h.update(np.ascontiguousarray(arr).data)
+    return h.hexdigest()
+
+
+def check_timing(times: np.ndarray, phase_ns: int) -> str:
+    """Compare the per-query times with this process's own clock on the whole timed phase; '' if consistent."""
+    total = int(times.sum())
+    if np.any(times <= 0):
+        return "a per-query time was not positive: the clock was tampered with"
+    if total > phase_ns + max(100_000_000, phase_ns // 10):  # slack: this process may see the messages late
+        return f"per-query times add to {total / 1e6:.1f} ms, more than the whole timed phase ({phase_ns / 1e6:.1f} ms)"
+    allowance = HARNESS_NS_PER_QUERY * len(times) + 200_000_000
+    if phase_ns - total > allowance:
+        return (f"the timed phase took {phase_ns / 1e6:.1f} ms but per-query times add to only {total / 1e6:.1f} ms: "
+                f"work happened outside the timed calls")
+    return ""
+
+
+def spot_check(fx, timed: np.ndarray, ids: np.ndarray, tolerance: float) -> None:
+    """On a sample of queries, the top-k must be as close as the exact reference ADC top-k, rank by rank (ties allowed)."""
+    for j in np.unique(np.linspace(0, len(timed) - 1, min(SPOT_CHECKS, len(timed))).astype(int)):
+        qi = timed[j]
+        _, ref_d = adc_topk(fx.codes, fx.codebook, fx.queries[qi], K)
+        got = np.sort(adc_distances(fx.codes, fx.codebook, fx.queries[qi], ids[j]))
+        worse = np.flatnonzero(got > ref_d * (1 + tolerance) + 1e-6)
+        if worse.size:
+            i = int(worse[0])
+            raise ContractError(
+                f"query {qi}: the top-{K} is not the nearest by ADC: rank {i + 1} has ADC distance {got[i]:.6g}, "
+                f"the reference top-{K} has {ref_d[i]:.6g} there (rows were skipped?)"
+            )
+
+
 def _run_worker(args: argparse.Namespace, fx, timed: np.ndarray, out: Path, deadline: float) -> tuple[str, dict]:
     """Start the worker and follow it until done, error or deadline: ``(outcome, last message)``."""
     read_fd, write_fd = os.pipe()
     warm_rows = list(range(fx.num_base // 2, fx.num_base // 2 + WARMUP_VECTORS))
     cfg = {"fd": write_fd, "source": fx.source, "num_base": args.num_base, "num_queries": args.num_queries,
            "num_learn": args.num_learn, "kernel": str(Path(args.kernel).resolve()), "timed": timed.tolist(),
-           "warm_rows": warm_rows, "out": str(out)}
+           "warm_rows": warm_rows, "out": str(out), "memory_limit_mb": args.memory_limit_mb}
     env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PQKERN_DATA=str(fx.cache_dir.parent.parent))
     proc = subprocess.Popen(
@@ -251,7 +307,7 @@ def _run_worker(args: argparse.Namespace, fx, timed: np.ndarray, out: Path, dead
         stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL, pass_fds=(write_fd,), env=env, start_new_session=True,
     )
     os.close(write_fd)
-    buf, last = b"", {}
+    buf, last, stamps = b"", {}, {}
     try:
         while True:
             remaining = deadline - time.monotonic()
@@ -268,6 +324,9 @@ def _run_worker(args: argparse.Namespace, fx, timed: np.ndarray, out: Path, dead
             *lines, buf = buf.split(b"\n")
             for line in lines:
                 last = json.loads(line)
+                if last.get("phase") in ("timed_start", "timed_end"):
+                    stamps[last["phase"]] = time.perf_counter_ns()
+                last["stamps"] = stamps
                 if last.get("phase") == "error":
                     proc.wait()
                     return "error", last
@@ -315,6 +374,7 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
         return EXIT_HARNESS, f"--queries must be at least 1, got {args.queries}"
     timed = np.arange(min(args.queries, fx.queries.shape[0]))
     r.update(num_base=fx.num_base, num_queries=int(timed.size), fixture_id=fx.fixture_id, codebook_sha256=fx.codebook_sha256)
+    handed_over = fixture_digest(fx)
     deadline = time.monotonic() + args.time_budget
     with tempfile.TemporaryDirectory(prefix="pqkern-run-") as tmp:
         out = Path(tmp) / "results.npz"
@@ -330,9 +390,16 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
             how = f"signal {signal.Signals(-rc).name}" if rc and rc < 0 else f"exit code {rc}"
             return EXIT_CONTRACT, f"worker died with {how} (last phase: {msg.get('phase', 'start-up')}); see stderr"
         with np.load(out) as z:
-            times, ids, dists = z["times"], z["ids"], z["dists"]
-    r.update(geomean_ns_per_query=geomean_ns(times), prepare_seconds=round(msg["prepare_ns"] / 1e9, 3),
-             timed_seconds=round(float(times.sum()) / 1e9, 3), peak_mem_mb=msg["peak_mem_kb"] / 1024, per_query_ns=times.tolist())
+            times, cpu_times, ids, dists = z["times"], z["cpu_times"], z["ids"], z["dists"]
+    if fixture_digest(fx) != handed_over:
+        return EXIT_CONTRACT, "the fixture (codes, codebook or queries) changed during the run"
+    stamps = msg["stamps"]
+    problem = check_timing(times, stamps["timed_end"] - stamps["timed_start"])
+    if problem:
+        return EXIT_CONTRACT, problem
+    r.update(geomean_ns_per_query=geomean_ns(times), geomean_cpu_ns_per_query=geomean_ns(cpu_times),
+             prepare_seconds=round(msg["prepare_ns"] / 1e9, 3), timed_seconds=round(float(times.sum()) / 1e9, 3),
+             peak_mem_mb=msg["peak_mem_kb"] / 1024, per_query_ns=times.tolist(), per_query_cpu_ns=cpu_times.tolist())
     try:
         r["max_rel_error"] = float(f"{verify(fx, timed, ids, dists, args.tolerance):.3g}")
     except ContractError as e:
@@ -343,6 +410,10 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
     r["recall_at_10"], r["recall_10_at_10"] = recall_at_k(ids, gt, found_d, true_d, at=K)
     if r["recall_at_10"] < args.recall_floor:
         return EXIT_RECALL, f"recall@10 {r['recall_at_10']:.4f} is below the floor {args.recall_floor}"
+    try:
+        spot_check(fx, timed, ids, args.tolerance)
+    except ContractError as e:
+        return EXIT_CONTRACT, str(e)
     return EXIT_PASS, ""
 
 

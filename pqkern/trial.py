@@ -6,7 +6,10 @@
    since the incumbent (the last kept commit), or a kernel that breaks the static policy.
 2. Runs incumbent and candidate interleaved, A B A B ..., each run a fresh runner process
    that times every query once. The verdict reads only the runner's ``--result-json`` file.
-3. Keep rule, with ``n`` pairs (``--pairs``, default 5): per pair, ``x = ln(geomean_A / geomean_B)``;
+   It compares the per-query CPU time of the worker process (``geomean_cpu_ns_per_query``):
+   on a shared machine, time spent descheduled inflates wall-clock runs by tens of percent
+   at random, which CPU time does not see. ``results.tsv`` still reports the wall-clock geomean.
+3. Keep rule, with ``n`` pairs (``--pairs``, default 5): per pair, ``x = ln(cpu_geomean_A / cpu_geomean_B)``;
    ``m`` is their mean, ``se = max(sd(x), noise) / sqrt(n)`` where ``noise`` is the pair-to-pair
    sd measured when the baseline was recorded; ``lo, hi = m -/+ t(0.99, n-1) * se``.
    Keep only when recall@10 is within 0.005 of the baseline's and at or above the floor,
@@ -43,6 +46,7 @@ HEADER = ["commit", "recall_at_10", "geomean_ns_per_query", "speedup", "speedup_
           "peak_mem_mb", "status", "description", "timestamp"]
 EXIT = {"keep": 0, "baseline": 0, "discard": 1, "recall": 2, "timeout": 3, "crash": 4, "refused": 5, "harness": 6}
 RECALL_BAND = 0.005
+VERDICT_FIGURE = "geomean_cpu_ns_per_query"
 MIN_SPEEDUP = 1.01
 DEFAULT_NOISE = 0.03
 # One-sided 99% quantiles of Student's t, by degrees of freedom.
@@ -191,7 +195,7 @@ def judge(trial: Trial, incumbent: dict | None, baseline: dict | None) -> tuple[
             if run.code:
                 return *_status_for(run), {}, run
             runs.append(run)
-        noise = noise_floor([r.result["geomean_ns_per_query"] for r in runs])
+        noise = noise_floor([r.result[VERDICT_FIGURE] for r in runs])
         return "baseline", f"noise floor +/-{noise:.1%} per pair over {len(runs)} runs", {"noise": noise}, _median_run(runs)
     inc_file = trial.kernel_file(incumbent["commit"], "incumbent")
     noise = _baseline_noise(repo, baseline)
@@ -205,8 +209,7 @@ def judge(trial: Trial, incumbent: dict | None, baseline: dict | None) -> tuple[
             return *_status_for(b), {}, b
         pairs.append((a, b))
     cand = _median_run([b for _, b in pairs])
-    verdict = paired_verdict([a.result["geomean_ns_per_query"] for a, _ in pairs],
-                             [b.result["geomean_ns_per_query"] for _, b in pairs], noise)
+    verdict = paired_verdict([a.result[VERDICT_FIGURE] for a, _ in pairs], [b.result[VERDICT_FIGURE] for _, b in pairs], noise)
     recall, base_recall = cand.result["recall_at_10"], float(baseline["recall_at_10"])
     if abs(recall - base_recall) > RECALL_BAND:
         return "recall", f"recall@10 {recall:.4f} is more than {RECALL_BAND} from the baseline's {base_recall:.4f}", verdict, cand

@@ -19,7 +19,7 @@ from pqkern.dashboard import NODE_MODULES
 
 MACHINE = "pqkern-ci"
 BENCH = r"bench_kernel\.(Search|Quality)\."
-HISTORY = [("baseline", None), ("faster: row-major re-layout", "relayout.py"),
+HISTORY = [("baseline", None), ("faster: row-major re-layout", "legit/relayout.py"),
            ("broken: scans an eighth of the base", "slice_scan.py"), ("slower: scans three times", "slow3x.py")]
 
 

@@ -40,7 +40,7 @@ def trajectory(tmp_path_factory):
     seed = _commit_kernel(repo, env, (KERNELS / "slow3x.py").read_text(), "seed: a slow kernel")
     steps = {"seed": seed}
     steps["baseline"] = _trial(repo, env, "baseline")
-    fast_src = (KERNELS / "relayout.py").read_text()
+    fast_src = (KERNELS / "legit" / "relayout.py").read_text()
     steps["fast_commit"] = _commit_kernel(repo, env, fast_src, "row-major re-layout")
     steps["faster"] = _trial(repo, env, "row-major re-layout")
     steps["aa"] = []

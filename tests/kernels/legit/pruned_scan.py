@@ -1,0 +1,45 @@
+"""Legitimate: fused scan over row-major codes that abandons a row once it exceeds the current k-th distance."""
+
+import numba
+import numpy as np
+
+
+@numba.njit
+def _search(rows, codebook, query, k):
+    table = np.empty((16, 256), np.float32)
+    for s in range(16):
+        for c in range(256):
+            acc = np.float32(0.0)
+            for d in range(8):
+                x = query[s * 8 + d] - codebook[s, c, d]
+                acc += x * x
+            table[s, c] = acc
+    best_d = np.full(k, np.inf, np.float32)
+    best_i = np.full(k, -1, np.int64)
+    for r in range(rows.shape[0]):
+        bound = best_d[k - 1]
+        d = np.float32(0.0)
+        s = 0
+        while s < 16:
+            d += table[s, rows[r, s]]
+            if d >= bound:
+                break
+            s += 1
+        if s == 16:
+            j = k - 1
+            while j > 0 and best_d[j - 1] > d:
+                best_d[j] = best_d[j - 1]
+                best_i[j] = best_i[j - 1]
+                j -= 1
+            best_d[j] = d
+            best_i[j] = r
+    return best_i, best_d
+
+
+def prepare(codes, codebook):
+    return np.ascontiguousarray(codes.T), codebook
+
+
+def search(index, query, k):
+    rows, codebook = index
+    return _search(rows, codebook, query, k)

@@ -1,0 +1,137 @@
+"""Adversarial kernels against the real runner and the real trial runner: each defence, attacked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import GIT_ENV, KERNELS, commit_all, run_runner, scratch_repo
+
+from pqkern.fixture import load_fixture
+from pqkern.policy import violations
+from pqkern.run_experiment import check_timing, fixture_digest
+
+POLICY_ATTACKS = {
+    "np_load.py": "line 7: attribute .load",
+    "getattr_route.py": "line 7: name 'getattr'",
+    "dunder_route.py": "line 7: attribute .__dict__",
+    "clock.py": "line 3: import time",
+    "objmode.py": "attribute .objmode",
+}
+RUNTIME_ATTACKS = {
+    "write_inputs.py": "assignment destination is read-only",
+    "unbounded_memory.py": "MemoryError",
+    "lazy_result.py": "ids must be a numpy.ndarray",
+    "memoize.py": "from the reference ADC",
+    "skip_rows.py": "is not the nearest by ADC",
+}
+
+
+@pytest.mark.parametrize("kernel, message", sorted(POLICY_ATTACKS.items()))
+def test_policy_attacks_are_rejected_by_the_runner(data_dir, kernel, message):
+    r = run_runner(data_dir, "--source", "smoke", kernel=f"attacks/{kernel}")
+    assert r.code == 4 and "kernel policy" in r.stderr and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("kernel, message", sorted(RUNTIME_ATTACKS.items()))
+def test_runtime_attacks_are_caught_by_the_runner(data_dir, kernel, message):
+    before = fixture_digest(load_fixture("smoke"))
+    r = run_runner(data_dir, "--source", "smoke", kernel=f"attacks/{kernel}")
+    assert r.code == 4 and message in r.stderr, r.stderr
+    assert fixture_digest(load_fixture("smoke")) == before  # nothing the kernel did reached the fixture
+
+
+@pytest.mark.parametrize("kernel", ["relayout.py", "u16_table.py", "pruned_scan.py"])
+def test_legitimate_aggressive_kernels_pass(data_dir, kernel):
+    r = run_runner(data_dir, "--source", "smoke", kernel=f"legit/{kernel}")
+    assert r.code == 0, r.stderr
+    assert float(r.block["recall_at_10"]) >= 0.9
+
+
+def test_policy_allows_the_seed_and_legitimate_kernels():
+    for path in [KERNELS.parent.parent / "pqkern" / "kernels.py", *sorted((KERNELS / "legit").glob("*.py"))]:
+        assert violations(path.read_text()) == [], path
+
+
+def test_timing_cross_check():
+    times = np.full(100, 1_000_000, np.int64)  # 100 queries of 1 ms
+    assert check_timing(times, 110_000_000) == ""
+    assert check_timing(times, 95_000_000) == ""  # the judge may stamp the phase a little late
+    assert "more than the whole timed phase" in check_timing(np.full(1000, 1_000_000, np.int64), 500_000_000)
+    assert "outside the timed calls" in check_timing(times, 2_000_000_000)
+    assert "not positive" in check_timing(np.zeros(3, np.int64), 1_000)
+
+
+@pytest.fixture(scope="module")
+def attacked_repo(tmp_path_factory):
+    """A scratch clone with a recorded baseline; each test commits an attack and runs a real trial."""
+    tmp = tmp_path_factory.mktemp("integrity")
+    repo = tmp / "repo"
+    repo.mkdir()
+    env = dict(os.environ, PQKERN_DATA=str(tmp / "data"), PQKERN_SOURCE="synthetic", PQKERN_NUM_BASE="20000",
+               PQKERN_NUM_QUERIES="200", PQKERN_NUM_LEARN="0", **GIT_ENV)
+    head = scratch_repo(repo, env)
+    p = _trial(repo, env, "baseline")
+    assert p.returncode == 0, p.stdout + p.stderr
+    return {"repo": repo, "env": env, "incumbent": head}
+
+
+def _trial(repo: Path, env: dict, description: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pqkern.trial", description, "--pairs", "3", "--queries", "200",
+                           "--no-asv", "--time-budget", "120"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def _attack(attacked_repo, files: dict[str, str], description: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    repo, env = attacked_repo["repo"], attacked_repo["env"]
+    before = (repo / "results.tsv").read_bytes()
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    subprocess.run(["git", "add", "-f", *files], cwd=repo, check=True)
+    commit_all(repo, env, description)
+    p = _trial(repo, env, description)
+    after = (repo / "results.tsv").read_bytes()
+    assert after.startswith(before) and after.count(b"\n") == before.count(b"\n") + 1  # append-only, one row
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert head == attacked_repo["incumbent"]  # restored
+    assert subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                          capture_output=True, text=True).stdout == ""
+    return p, after.decode().splitlines()[-1].split("\t")
+
+
+@pytest.mark.parametrize("kernel", sorted(POLICY_ATTACKS))
+def test_trial_refuses_policy_attacks(attacked_repo, kernel):
+    p, row = _attack(attacked_repo, {"pqkern/kernels.py": (KERNELS / "attacks" / kernel).read_text()}, kernel)
+    assert p.returncode == 5 and p.stdout.startswith("verdict: refused") and POLICY_ATTACKS[kernel] in p.stdout
+    assert row[7] == "refused"
+
+
+@pytest.mark.parametrize("kernel", sorted(RUNTIME_ATTACKS))
+def test_trial_marks_runtime_attacks_as_crashes(attacked_repo, kernel):
+    p, row = _attack(attacked_repo, {"pqkern/kernels.py": (KERNELS / "attacks" / kernel).read_text()}, kernel)
+    assert p.returncode == 4 and p.stdout.startswith("verdict: crash") and RUNTIME_ATTACKS[kernel] in p.stdout
+    assert row[7] == "crash"
+
+
+@pytest.mark.parametrize("path", ["benchmarks/bench_kernel.py", "asv.conf.json", "program.md", "results.tsv"])
+def test_trial_refuses_commits_that_touch_anything_but_the_kernel(attacked_repo, path):
+    repo = attacked_repo["repo"]
+    text = (repo / path).read_text() + "\n" if path != "results.tsv" else "commit\tforged row\n"
+    if path == "results.tsv":  # committing a forged results file: the real one must stay untouched
+        p, row = _attack(attacked_repo, {"forged/results.tsv": text}, "commit a results file")
+    else:
+        p, row = _attack(attacked_repo, {path: text}, f"edit {path}")
+    assert p.returncode == 5 and "only pqkern/kernels.py may change" in p.stdout
+    assert row[7] == "refused"
+
+
+def test_kernel_output_cannot_forge_the_verdict(attacked_repo):
+    p, row = _attack(attacked_repo, {"pqkern/kernels.py": (KERNELS / "attacks" / "forger.py").read_text()}, "forger")
+    verdicts = [line for line in p.stdout.splitlines() if line.startswith("verdict:")]
+    assert len(verdicts) == 1 and "forged" not in p.stdout and "9.999x" not in p.stdout
+    assert p.returncode == 1 and verdicts[0].startswith("verdict: discard") and row[7] == "discard"
