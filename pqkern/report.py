@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import sys
 from pathlib import Path
 
@@ -29,8 +30,8 @@ def _float(v: str) -> float | None:
         return None
 
 
-def render(rows: list[dict], source: str = "results.tsv") -> str:
-    """The report page for ``rows`` (as read from results.tsv)."""
+def render(rows: list[dict], source: str = "results.tsv", peers: dict | None = None) -> str:
+    """The report page for ``rows`` (as read from results.tsv), with the peers table when given."""
     speedups: list[float | None] = []
     base = None
     for r in rows:
@@ -62,13 +63,15 @@ def render(rows: list[dict], source: str = "results.tsv") -> str:
     yticks = [{"y": y(v * step), "label": f"{v * step:.2g}x"} for v in range(int(top / step) + 1)]
     kept = sum(r["status"] == "keep" for r in rows)
     return TEMPLATE.render(rows=rows, header=list(rows[0]) if rows else [], points=points, best_line=" ".join(line),
-                           yticks=yticks, kept=kept, best=best or 1.0, source=html.escape(source), W=W, H=H, PAD=PAD)
+                           yticks=yticks, kept=kept, best=best or 1.0, source=html.escape(source), W=W, H=H, PAD=PAD,
+                           peers=peers)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pqkern-report", description="Render results.tsv into an HTML trial report.")
     p.add_argument("results", nargs="?", default="results.tsv", help="results file (default: ./results.tsv)")
     p.add_argument("-o", "--output", default="trials/report.html", help="output page (default: trials/report.html)")
+    p.add_argument("--peers", default="trials/peers.json", help="pqkern-peers table to include, if present")
     args = p.parse_args(argv)
     path = Path(args.results)
     if not path.is_file():
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrialError as e:
         print(f"pqkern-report: {e}", file=sys.stderr)
         return 1
-    out.write_text(render(rows, str(path)), encoding="utf-8")
+    peers = json.loads(Path(args.peers).read_text()) if Path(args.peers).is_file() else None
+    out.write_text(render(rows, str(path), peers), encoding="utf-8")
     print(f"report: {out.resolve()}")
     return 0
 

@@ -86,7 +86,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _load_kernel(path: str):
+def load_kernel(path: str):
     spec = importlib.util.spec_from_file_location("pqkern_kernel_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -128,7 +128,7 @@ def worker_main(cfg: dict) -> int:
     k = K
     stage = "import"
     try:
-        kernel = _load_kernel(cfg["kernel"])
+        kernel = load_kernel(cfg["kernel"])
         cap = _proc_status_kb("VmSize") * 1024 + cfg["memory_limit_mb"] * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         # Compile on a small slice first, so JIT memory is not counted as the kernel's footprint.

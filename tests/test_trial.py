@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -147,10 +148,17 @@ def test_rows_are_exactly_the_expected_ones(trajectory):
 def test_report_renders_every_trial(trajectory, tmp_path):
     repo = trajectory["repo"]
     out = tmp_path / "report.html"
-    p = subprocess.run([sys.executable, "-m", "pqkern.report", str(repo / "results.tsv"), "-o", str(out)],
-                       capture_output=True, text=True)
+    peers = tmp_path / "peers.json"
+    peers.write_text(json.dumps({"fixture_id": "smoke", "num_base": 1024, "rows": [
+        {"method": "kernels.py", "median_ns": 40000, "min_ns": 35000, "max_ns": 60000, "recall_at_10": 1.0,
+         "agreement": 1.0, "ratio_to_kernel": 1.0},
+        {"method": "floor: one pass over the codes", "median_ns": 2000, "min_ns": 1900, "max_ns": 3000,
+         "ratio_to_kernel": 0.05}]}))
+    p = subprocess.run([sys.executable, "-m", "pqkern.report", str(repo / "results.tsv"), "-o", str(out),
+                        "--peers", str(peers)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     page = out.read_text()
+    assert 'id="peers"' in page and "floor: one pass over the codes" in page and "40,000" in page
     assert page.count('class="point keep"') == 1 and page.count('class="point failed"') == 4
     assert page.count("<tr class=") == 11
     chromium = shutil.which("chromium")

@@ -1,0 +1,232 @@
+"""Peer headroom: the kernel beside FAISS, Lance and numpy on the same codes, and the hardware floors.
+
+Every method searches the active fixture's codes with its frozen codebook, single-threaded,
+one query per call timed with ``perf_counter_ns`` (batched variants: the batch's time per
+query). FAISS gets an ``IndexPQ`` (M=16, nbits=8) with the frozen codebook installed and the
+codes added as they are; Lance gets an ``IVF_PQ`` index with one partition, a zero centroid
+and the frozen codebook, so it encodes to the same codes, searched with ``nprobes=1`` and no
+refine. The floors: one streaming pass over the code bytes, and 16 table reads per row with
+the codes already in cache. Needs the ``peers`` extra: ``pip install -e '.[peers]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from pqkern.fixture import load_fixture
+from pqkern.policy import check_kernel
+from pqkern.reference import adc_distances, adc_topk, exact_distances, recall_at_k
+from pqkern.run_experiment import DEFAULT_KERNEL, K, load_kernel
+
+THREAD_VARS = ("OMP_NUM_THREADS", "LANCE_CPU_THREADS", "TOKIO_WORKER_THREADS", "RAYON_NUM_THREADS")
+INSTALL_HINT = "the peers need the optional extra: pip install -e '.[peers]' (faiss-cpu, pylance)"
+
+
+def single_threaded() -> None:
+    """Pin every library's thread pool to one thread (before faiss or lance is imported)."""
+    for var in THREAD_VARS:
+        os.environ[var] = "1"
+
+
+def timed(search, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Call ``search(q) -> (ids, dists)`` once per query: ``(ns per query, ids, dists)``."""
+    ns = np.empty(len(queries), np.int64)
+    ids = np.empty((len(queries), K), np.int64)
+    dists = np.empty((len(queries), K), np.float64)
+    for i, q in enumerate(queries):
+        t0 = time.perf_counter_ns()
+        found = search(q)
+        ns[i] = time.perf_counter_ns() - t0
+        ids[i], dists[i] = found
+    return ns, ids, dists
+
+
+def numpy_search(codes: np.ndarray, codebook: np.ndarray):
+    rows = np.arange(16)[:, None]
+
+    def search(q):
+        table = ((codebook - q.reshape(16, 1, 8)) ** 2).sum(axis=2)
+        d = table[rows, codes].sum(axis=0)
+        top = np.argpartition(d, K - 1)[:K]
+        top = top[np.argsort(d[top], kind="stable")]
+        return top, d[top]
+
+    return search
+
+
+def faiss_index(codes: np.ndarray, codebook: np.ndarray):
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    index = faiss.IndexPQ(128, 16, 8)
+    faiss.copy_array_to_vector(np.ascontiguousarray(codebook, np.float32).ravel(), index.pq.centroids)
+    index.is_trained = True
+    index.add_sa_codes(np.ascontiguousarray(codes.T))
+    return index
+
+
+def lance_dataset(fx, folder: Path):
+    """A Lance dataset of the base vectors with an IVF_PQ index on the frozen codebook (built once, cached)."""
+    import lance
+    import pyarrow as pa
+
+    marker = folder / "pqkern-codebook.sha256"
+    if marker.is_file() and marker.read_text().strip() == fx.codebook_sha256:
+        return lance.dataset(str(folder / "base.lance"))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    n = fx.num_base
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(fx.base, np.float32).ravel()), 128)
+    ds = lance.write_dataset(pa.table({"vector": vectors}), str(folder / "base.lance"), max_rows_per_file=max(n, 1 << 20))
+    ds.create_index("vector", "IVF_PQ", metric="l2", num_partitions=1, num_sub_vectors=16, num_bits=8,
+                    ivf_centroids=np.zeros((1, 128), np.float32), pq_codebook=np.ascontiguousarray(fx.codebook, np.float32))
+    marker.write_text(fx.codebook_sha256 + "\n")
+    return lance.dataset(str(folder / "base.lance"))
+
+
+def lance_search(ds):
+    def search(q):
+        t = ds.to_table(nearest={"column": "vector", "q": q, "k": K, "nprobes": 1}, columns=["_rowid", "_distance"])
+        return t["_rowid"].to_numpy(), t["_distance"].to_numpy()
+
+    return search
+
+
+@numba.njit
+def _stream(codes):
+    total = 0
+    for s in range(codes.shape[0]):
+        for r in range(codes.shape[1]):
+            total += codes[s, r]
+    return total
+
+
+@numba.njit
+def _lookups(table, hot, n):
+    total = np.float32(0.0)
+    m = hot.shape[0]
+    for r in range(n):
+        row = hot[r % m]
+        for s in range(16):
+            total += table[s, row[s]]
+    return total
+
+
+def _time_only(fn, repeats: int) -> np.ndarray:
+    ns = np.empty(repeats, np.int64)
+    for i in range(repeats):
+        t0 = time.perf_counter_ns()
+        fn()
+        ns[i] = time.perf_counter_ns() - t0
+    return ns
+
+
+def _batched(run, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t0 = time.perf_counter_ns()
+    ids, dists = run(queries)
+    per = (time.perf_counter_ns() - t0) // len(queries)
+    return np.full(len(queries), per, np.int64), ids, dists
+
+
+def measure(fx, queries: int, kernel_path: Path, lance_dir: Path) -> list[dict]:
+    """Run every method; return the table rows (kernel first)."""
+    import faiss  # noqa: F401  (fail early, before any timing)
+    import lance  # noqa: F401
+
+    codes, codebook = np.ascontiguousarray(fx.codes), np.ascontiguousarray(fx.codebook)
+    qs = np.asarray(fx.queries[:queries])  # read-only, as the runner hands them over
+    warm = np.array(fx.base[:3], np.float32)
+    warm.setflags(write=False)  # same array type as the queries: no JIT compile inside the timing
+    check_kernel(kernel_path)
+    kernel = load_kernel(str(kernel_path))
+    index = kernel.prepare(np.asarray(fx.codes), np.asarray(fx.codebook))
+    methods = {"kernels.py": lambda q: kernel.search(index, q, K)}
+    fidx = faiss_index(codes, codebook)
+    methods["faiss IndexPQ"] = lambda q: (lambda d, i: (i[0], d[0]))(*fidx.search(q[None, :], K))
+    ds = lance_dataset(fx, lance_dir)
+    methods["lance IVF_PQ per call"] = lance_search(ds)
+    methods["numpy ADC"] = numpy_search(codes, codebook)
+    results = {}
+    for name, search in methods.items():
+        for w in warm:
+            search(w)
+        results[name] = timed(search, qs)
+
+    def lance_batch(batch):
+        t = ds.to_table(nearest={"column": "vector", "q": batch, "k": K, "nprobes": 1}, columns=["_rowid", "_distance"])
+        return t["_rowid"].to_numpy().reshape(len(batch), K), t["_distance"].to_numpy().reshape(len(batch), K)
+
+    lance_batch(warm)
+    results["lance IVF_PQ batched"] = _batched(lance_batch, qs)
+    order = ["kernels.py", "faiss IndexPQ", "lance IVF_PQ per call", "lance IVF_PQ batched", "numpy ADC"]
+    results = {name: results[name] for name in order}
+    gt = np.asarray(fx.groundtruth[: len(qs), :K])
+    true_d = np.stack([exact_distances(fx.base, q, g) for q, g in zip(qs, gt, strict=True)])
+    ref = [adc_topk(codes, codebook, q, K)[1] for q in qs]
+    rows = []
+    for name, (ns, ids, _) in results.items():
+        found_d = np.stack([exact_distances(fx.base, q, i) for q, i in zip(qs, ids, strict=True)])
+        agree = np.mean([np.allclose(np.sort(adc_distances(codes, codebook, q, i)), r, rtol=1e-5)
+                         for q, i, r in zip(qs, ids, ref, strict=True)])
+        rows.append({"method": name, "ns": ns, "recall_at_10": recall_at_k(ids, gt, found_d, true_d)[0], "agreement": agree})
+    _stream(codes)
+    rows.append({"method": "floor: one pass over the codes", "ns": _time_only(lambda: _stream(codes), 20)})
+    hot = np.ascontiguousarray(codes[:, :256].T)  # 4 KiB of codes that stay in L1: only the table reads cost
+    table = np.ones((16, 256), np.float32)
+    _lookups(table, hot, 10)
+    rows.append({"method": "floor: 16 table reads per row", "ns": _time_only(lambda: _lookups(table, hot, fx.num_base), 20)})
+    base = float(np.median(rows[0]["ns"]))
+    for row in rows:
+        ns = row.pop("ns")
+        row.update(median_ns=int(np.median(ns)), min_ns=int(ns.min()), max_ns=int(ns.max()),
+                   ratio_to_kernel=float(np.median(ns)) / base)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'method':32} {'ns/query':>12} {'range':>23} {'recall@10':>9} {'x kernel':>8} {'agrees':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        recall = f"{r['recall_at_10']:.4f}" if "recall_at_10" in r else "-"
+        agree = f"{r['agreement']:.0%}" if "agreement" in r else "-"
+        lines.append(f"{r['method']:32} {r['median_ns']:>12,} {r['min_ns']:>11,}-{r['max_ns']:<11,} {recall:>9} "
+                     f"{r['ratio_to_kernel']:>8.2f} {agree:>7}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="pqkern-peers", description=__doc__.split("\n")[0])
+    p.add_argument("--source", help="fixture source (default: the runner's default)")
+    p.add_argument("--queries", type=int, default=200, help="queries timed per method (default 200)")
+    p.add_argument("--kernel", type=Path, default=DEFAULT_KERNEL, help="kernels file (default: pqkern/kernels.py)")
+    p.add_argument("--json", type=Path, default=Path("trials/peers.json"), help="also write the table here")
+    args = p.parse_args(argv)
+    single_threaded()
+    try:
+        import faiss  # noqa: F401
+        import lance  # noqa: F401
+    except ImportError as e:
+        print(f"pqkern-peers: {e.name} is not installed: {INSTALL_HINT}", file=sys.stderr)
+        return 1
+    fx = load_fixture(args.source)
+    numba.set_num_threads(1)  # after the fixture, whose one-off build may use every core
+    rows = measure(fx, args.queries, args.kernel, fx.cache_dir / "lance")
+    print(f"fixture {fx.fixture_id}, {min(args.queries, fx.queries.shape[0])} queries, single-threaded")
+    print(format_table(rows))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"fixture_id": fx.fixture_id, "num_base": fx.num_base, "rows": rows}, indent=1) + "\n")
+    print(f"table: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
