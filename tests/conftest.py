@@ -13,6 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 KERNELS = Path(__file__).resolve().parent / "kernels"
+DEMO = REPO / "pqkern" / "demo_kernels"
 SHARED_SIFTSMALL = REPO.parent / "shared" / "data" / "siftsmall"
 SIFTSMALL_FILES = ("siftsmall_base.fvecs", "siftsmall_query.fvecs", "siftsmall_groundtruth.ivecs")
 

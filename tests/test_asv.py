@@ -13,14 +13,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, KERNELS, commit_all, scratch_repo
+from conftest import DEMO, GIT_ENV, KERNELS, commit_all, scratch_repo
 
 from pqkern.dashboard import NODE_MODULES
 
 MACHINE = "pqkern-ci"
 BENCH = r"bench_kernel\.(Search|Quality)\."
-HISTORY = [("baseline", None), ("faster: row-major re-layout", "legit/relayout.py"),
-           ("broken: scans an eighth of the base", "slice_scan.py"), ("slower: scans three times", "slow3x.py")]
+HISTORY = [("baseline", None), ("faster: row-major re-layout", DEMO / "relayout.py"),
+           ("broken: scans an eighth of the base", KERNELS / "slice_scan.py"),
+           ("slower: scans three times", DEMO / "slower.py")]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -45,7 +46,7 @@ def history(tmp_path_factory):
     repo.mkdir()
     shas = {"baseline": scratch_repo(repo, env)}
     for message, kernel in HISTORY[1:]:
-        shutil.copyfile(KERNELS / kernel, repo / "pqkern" / "kernels.py")
+        shutil.copyfile(kernel, repo / "pqkern" / "kernels.py")
         shas[message.split(":")[0]] = commit_all(repo, env, message)
     _asv(repo, env, "machine", "--yes", "--machine", MACHINE)
     run = _asv(repo, env, "run", "--machine", MACHINE, "--bench", BENCH, "-a", "processes=1", "--show-stderr", "ALL",

@@ -45,15 +45,17 @@ def test_runtime_attacks_are_caught_by_the_runner(data_dir, kernel, message):
     assert fixture_digest(load_fixture("smoke")) == before  # nothing the kernel did reached the fixture
 
 
-@pytest.mark.parametrize("kernel", ["relayout.py", "u16_table.py", "pruned_scan.py"])
+@pytest.mark.parametrize("kernel", ["legit/u16_table.py", "legit/pruned_scan.py", "../../pqkern/demo_kernels/relayout.py",
+                                    "../../pqkern/demo_kernels/unrolled.py"])
 def test_legitimate_aggressive_kernels_pass(data_dir, kernel):
-    r = run_runner(data_dir, "--source", "smoke", kernel=f"legit/{kernel}")
+    r = run_runner(data_dir, "--source", "smoke", kernel=kernel)
     assert r.code == 0, r.stderr
     assert float(r.block["recall_at_10"]) >= 0.9
 
 
 def test_policy_allows_the_seed_and_legitimate_kernels():
-    for path in [KERNELS.parent.parent / "pqkern" / "kernels.py", *sorted((KERNELS / "legit").glob("*.py"))]:
+    for path in [KERNELS.parent.parent / "pqkern" / "kernels.py", *sorted((KERNELS / "legit").glob("*.py")),
+                 *sorted((KERNELS.parent.parent / "pqkern" / "demo_kernels").glob("*.py"))]:
         assert violations(path.read_text()) == [], path
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, KERNELS, commit_all, scratch_repo
+from conftest import DEMO, GIT_ENV, KERNELS, commit_all, scratch_repo
 
 from pqkern.trial import paired_verdict
 
@@ -38,17 +38,17 @@ def trajectory(tmp_path_factory):
     env = dict(os.environ, PQKERN_DATA=str(tmp / "data"), PQKERN_SOURCE="synthetic", PQKERN_NUM_BASE="20000",
                PQKERN_NUM_QUERIES="200", PQKERN_NUM_LEARN="0", **GIT_ENV)
     scratch_repo(repo, env)
-    seed = _commit_kernel(repo, env, (KERNELS / "slow3x.py").read_text(), "seed: a slow kernel")
+    seed = _commit_kernel(repo, env, (DEMO / "slower.py").read_text(), "seed: a slow kernel")
     steps = {"seed": seed}
     steps["baseline"] = _trial(repo, env, "baseline")
-    fast_src = (KERNELS / "legit" / "relayout.py").read_text()
+    fast_src = (DEMO / "relayout.py").read_text()
     steps["fast_commit"] = _commit_kernel(repo, env, fast_src, "row-major re-layout")
     steps["faster"] = _trial(repo, env, "row-major re-layout")
     steps["aa"] = []
     for i in range(3):
         _commit_kernel(repo, env, fast_src + f"\n# identical kernel, try {i}\n", f"A/A {i}")
         steps["aa"].append(_trial(repo, env, f"identical kernel {i}"))
-    _commit_kernel(repo, env, (KERNELS / "slow3x.py").read_text(), "three scans")
+    _commit_kernel(repo, env, (DEMO / "slower.py").read_text(), "three scans")
     steps["slower"] = _trial(repo, env, "three scans")
     _commit_kernel(repo, env, (KERNELS / "slice_scan.py").read_text(), "scan an eighth")
     steps["recall"] = _trial(repo, env, "scan an eighth")

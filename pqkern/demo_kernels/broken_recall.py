@@ -1,11 +1,11 @@
-"""Faster: row-major codes built in prepare, 16 lookups per row summed in registers, fused top-k."""
+"""Demo step 4 (breaks recall): row-major scan that looks at only every fourth row."""
 
 import numba
 import numpy as np
 
 
 @numba.njit
-def _table(query, codebook):
+def _search(rows, codebook, query, k):
     t = np.empty((16, 256), np.float32)
     for s in range(16):
         for c in range(256):
@@ -14,17 +14,12 @@ def _table(query, codebook):
                 x = query[s * 8 + d] - codebook[s, c, d]
                 acc += x * x
             t[s, c] = acc
-    return t
-
-
-@numba.njit
-def _scan(rows, table, k):
     best_d = np.full(k, np.inf, np.float32)
     best_i = np.full(k, -1, np.int64)
-    for r in range(rows.shape[0]):
+    for r in range(0, rows.shape[0], 4):
         d = np.float32(0.0)
         for s in range(16):
-            d += table[s, rows[r, s]]
+            d += t[s, rows[r, s]]
         if d < best_d[k - 1]:
             j = k - 1
             while j > 0 and best_d[j - 1] > d:
@@ -42,4 +37,4 @@ def prepare(codes, codebook):
 
 def search(index, query, k):
     rows, codebook = index
-    return _scan(rows, _table(query, codebook), k)
+    return _search(rows, codebook, query, k)
