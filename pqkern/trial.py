@@ -17,7 +17,7 @@
    that the candidate is at least 1% faster. Otherwise discard: "slower" when
    ``hi < 0``, else "not significant".
 4. Appends one row to ``results.tsv`` and keeps every run's result under ``trials/``.
-5. On keep: records the commit in asv (``asv run HEAD^!``) if asv is set up. Otherwise:
+5. On keep (and for the baseline): records the commit in asv (``asv run HEAD^!``) if asv is set up. Otherwise:
    ``git reset --hard`` to the incumbent (untracked files, ``results.tsv`` included, are untouched).
 6. Prints one ``verdict:`` line and the candidate's result block; exits with the status's code.
 
@@ -306,7 +306,7 @@ def _finish(repo: Repo, results: Path, trial: Trial | None, args, status: str, r
         (trial.dir / "verdict.json").write_text(json.dumps(dict(verdict, status=row_status, reason=reason, row=row),
                                                            indent=1) + "\n")
     notes = []
-    if status == "keep" and not args.no_asv:
+    if status in ("keep", "baseline") and not args.no_asv:
         notes.append(record_in_asv(repo, trial))
     elif status not in ("keep", "baseline") and incumbent:
         repo.git("reset", "--hard", incumbent["commit"])
