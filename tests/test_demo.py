@@ -1,0 +1,37 @@
+"""pqkern-demo end to end at a small size: real trials, real asv, the dashboard and the report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+from pqkern.dashboard import NODE_MODULES
+
+
+def test_demo_replays_the_loop(tmp_path, data_dir):
+    work = tmp_path / "demo"
+    p = subprocess.run([sys.executable, "-m", "pqkern.demo", "--workdir", str(work), "--num-base", "20000",
+                        "--pairs", "3", "--queries", "200"], cwd=REPO, env=dict(os.environ, PQKERN_DATA=str(data_dir)),
+                       capture_output=True, text=True, timeout=1500)
+    assert p.returncode == 0, p.stdout + p.stderr
+    verdicts = [line for line in p.stdout.splitlines() if "verdict:" in line]
+    assert len(verdicts) == 5, p.stdout
+    assert "exit 0  verdict: baseline" in verdicts[0]
+    assert "exit 2  verdict: discard" in verdicts[3] and "below the floor" in verdicts[3]
+    assert "exit 1  verdict: discard (slower)" in verdicts[4]
+    rows = [r.split("\t") for r in (work / "repo" / "results.tsv").read_text().splitlines()[1:]]
+    statuses = [r[7] for r in rows]
+    assert statuses[0] == "baseline" and statuses[3:] == ["discard", "discard"]
+    assert set(statuses[1:3]) <= {"keep", "discard"}
+    assert (work / "report.html").read_text().count('class="point') == 5
+    kept = [r[0] for r in rows if r[7] in ("baseline", "keep")]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work / "repo", capture_output=True, text=True).stdout
+    assert head.startswith(kept[-1])  # the branch ends at the last kept commit
+    results = list((work / "repo" / ".asv" / "results" / "demo").glob("*-virtualenv-*.json"))
+    assert {r.name[:8] for r in results} == {c[:8] for c in kept}  # every kept commit recorded in asv
+    if NODE_MODULES.is_dir():
+        assert "vendor/jquery" in (work / "repo" / ".asv" / "html" / "index.html").read_text()
+        assert "dashboard" in p.stdout and "pqkern-dashboard preview" in p.stdout
