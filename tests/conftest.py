@@ -55,6 +55,15 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
 
 
+SMALL_FIXTURE = {"PQKERN_SOURCE": "synthetic", "PQKERN_NUM_BASE": "20000", "PQKERN_NUM_QUERIES": "200",
+                 "PQKERN_NUM_LEARN": "0"}
+
+
+def small_fixture_env(data_dir: Path, **extra: str) -> dict:
+    """Environment for subprocesses: the session's data dir, a 20k synthetic default fixture, a git identity."""
+    return dict(os.environ, PQKERN_DATA=str(data_dir), **SMALL_FIXTURE, **GIT_ENV, **extra)
+
+
 def scratch_repo(repo: Path, env: dict) -> str:
     """Copy this working tree (tracked and unignored files) into ``repo``, ``git init -b main``, commit; return the sha."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,

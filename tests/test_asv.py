@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, GIT_ENV, KERNELS, commit_all, scratch_repo
+from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
 
 from pqkern.dashboard import NODE_MODULES
 
@@ -36,13 +36,11 @@ def _asv(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.Co
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory):
+def history(tmp_path_factory, data_dir):
     """A temporary clone with four kernel commits, benchmarked by asv and published."""
     tmp = tmp_path_factory.mktemp("asv")
     repo = tmp / "repo"
-    env = dict(os.environ, HOME=str(tmp / "home"), PQKERN_DATA=str(tmp / "data"), PQKERN_SOURCE="synthetic",
-               PQKERN_NUM_BASE="20000", PQKERN_NUM_QUERIES="200", PQKERN_NUM_LEARN="0",
-               PIP_CACHE_DIR=str(Path.home() / ".cache" / "pip"), **GIT_ENV)
+    env = small_fixture_env(data_dir, HOME=str(tmp / "home"), PIP_CACHE_DIR=str(Path.home() / ".cache" / "pip"))
     repo.mkdir()
     shas = {"baseline": scratch_repo(repo, env)}
     for message, kernel in HISTORY[1:]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GIT_ENV, KERNELS, commit_all, run_runner, scratch_repo
+from conftest import KERNELS, commit_all, run_runner, scratch_repo, small_fixture_env
 
 from pqkern.fixture import load_fixture
 from pqkern.policy import violations
@@ -69,13 +68,11 @@ def test_timing_cross_check():
 
 
 @pytest.fixture(scope="module")
-def attacked_repo(tmp_path_factory):
+def attacked_repo(tmp_path_factory, data_dir):
     """A scratch clone with a recorded baseline; each test commits an attack and runs a real trial."""
-    tmp = tmp_path_factory.mktemp("integrity")
-    repo = tmp / "repo"
+    repo = tmp_path_factory.mktemp("integrity") / "repo"
     repo.mkdir()
-    env = dict(os.environ, PQKERN_DATA=str(tmp / "data"), PQKERN_SOURCE="synthetic", PQKERN_NUM_BASE="20000",
-               PQKERN_NUM_QUERIES="200", PQKERN_NUM_LEARN="0", **GIT_ENV)
+    env = small_fixture_env(data_dir)
     head = scratch_repo(repo, env)
     p = _trial(repo, env, "baseline")
     assert p.returncode == 0, p.stdout + p.stderr

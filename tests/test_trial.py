@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, GIT_ENV, KERNELS, commit_all, scratch_repo
+from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
 
 from pqkern.trial import paired_verdict
 
@@ -31,12 +30,10 @@ def _commit_kernel(repo: Path, env: dict, source: str, message: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def trajectory(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("trial")
-    repo = tmp / "repo"
+def trajectory(tmp_path_factory, data_dir):
+    repo = tmp_path_factory.mktemp("trial") / "repo"
     repo.mkdir()
-    env = dict(os.environ, PQKERN_DATA=str(tmp / "data"), PQKERN_SOURCE="synthetic", PQKERN_NUM_BASE="20000",
-               PQKERN_NUM_QUERIES="200", PQKERN_NUM_LEARN="0", **GIT_ENV)
+    env = small_fixture_env(data_dir)
     scratch_repo(repo, env)
     seed = _commit_kernel(repo, env, (DEMO / "slower.py").read_text(), "seed: a slow kernel")
     steps = {"seed": seed}
