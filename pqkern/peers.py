@@ -137,8 +137,15 @@ def _batched(run, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.full(len(queries), per, np.int64), ids, dists
 
 
-def measure(fx, queries: int, kernel_path: Path, lance_dir: Path) -> list[dict]:
-    """Run every method; return the table rows (kernel first)."""
+def _kernel_search(path: Path, fx):
+    check_kernel(path)
+    kernel = load_kernel(str(path))
+    index = kernel.prepare(np.asarray(fx.codes), np.asarray(fx.codebook))
+    return lambda q: kernel.search(index, q, K)
+
+
+def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list[dict]:
+    """Run every method; return the table rows (the first kernel first: ratios are to it)."""
     import faiss  # noqa: F401  (fail early, before any timing)
     import lance  # noqa: F401
 
@@ -146,10 +153,8 @@ def measure(fx, queries: int, kernel_path: Path, lance_dir: Path) -> list[dict]:
     qs = np.asarray(fx.queries[:queries])  # read-only, as the runner hands them over
     warm = np.array(fx.base[:3], np.float32)
     warm.setflags(write=False)  # same array type as the queries: no JIT compile inside the timing
-    check_kernel(kernel_path)
-    kernel = load_kernel(str(kernel_path))
-    index = kernel.prepare(np.asarray(fx.codes), np.asarray(fx.codebook))
-    methods = {"kernels.py": lambda q: kernel.search(index, q, K)}
+    names = [p.name if i == 0 else f"{p.name} ({p.parent.name})" for i, p in enumerate(kernel_paths)]
+    methods = {name: _kernel_search(path, fx) for name, path in zip(names, kernel_paths, strict=True)}
     fidx = faiss_index(codes, codebook)
     methods["faiss IndexPQ"] = lambda q: (lambda d, i: (i[0], d[0]))(*fidx.search(q[None, :], K))
     ds = lance_dataset(fx, lance_dir)
@@ -167,7 +172,7 @@ def measure(fx, queries: int, kernel_path: Path, lance_dir: Path) -> list[dict]:
 
     lance_batch(warm)
     results["lance IVF_PQ batched"] = _batched(lance_batch, qs)
-    order = ["kernels.py", "faiss IndexPQ", "lance IVF_PQ per call", "lance IVF_PQ batched", "numpy ADC"]
+    order = [*names, "faiss IndexPQ", "lance IVF_PQ per call", "lance IVF_PQ batched", "numpy ADC"]
     results = {name: results[name] for name in order}
     gt = np.asarray(fx.groundtruth[: len(qs), :K])
     true_d = np.stack([exact_distances(fx.base, q, g) for q, g in zip(qs, gt, strict=True)])
@@ -207,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pqkern-peers", description=__doc__.split("\n")[0])
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--queries", type=int, default=200, help="queries timed per method (default 200)")
-    p.add_argument("--kernel", type=Path, default=DEFAULT_KERNEL, help="kernels file (default: pqkern/kernels.py)")
+    p.add_argument("--kernel", type=Path, action="append",
+                   help="kernels file; repeat to compare several (default: pqkern/kernels.py); ratios are to the first")
     p.add_argument("--json", type=Path, default=Path("trials/peers.json"), help="also write the table here")
     args = p.parse_args(argv)
     single_threaded()
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     fx = load_fixture(args.source)
     numba.set_num_threads(1)  # after the fixture, whose one-off build may use every core
-    rows = measure(fx, args.queries, args.kernel, fx.cache_dir / "lance")
+    rows = measure(fx, args.queries, args.kernel or [DEFAULT_KERNEL], fx.cache_dir / "lance")
     print(f"fixture {fx.fixture_id}, {min(args.queries, fx.queries.shape[0])} queries, single-threaded")
     print(format_table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
