@@ -90,7 +90,10 @@ def adc_distances(codes: np.ndarray, codebook: np.ndarray, query: np.ndarray, id
     """Reference ADC distances (float64) of rows ``ids`` (all rows when None); ``codes`` is ``(16, N)``."""
     table = adc_table(codebook, query)
     cols = codes if ids is None else codes[:, np.asarray(ids, np.int64)]
-    return table[np.arange(M)[:, None], cols].sum(axis=0)
+    dist = table[0][cols[0]]
+    for m in range(1, M):  # one sub-space at a time: no (16, N) temporary
+        dist += table[m][cols[m]]
+    return dist
 
 
 def adc_topk(codes: np.ndarray, codebook: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
