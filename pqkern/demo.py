@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
         env["HOME"] = str(work / "home")  # asv's machine file for the demo only
         _run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", "demo"], repo, env, log)
-    trial = [sys.executable, "-m", "pqkern.trial", "--pairs", str(args.pairs), "--queries", str(args.queries)]
+    trial = [sys.executable, "-m", "pqkern.trial", "--pairs", str(args.pairs), "--queries", str(args.queries),
+             "--asv-bench", r"bench_kernel\.(Search|Quality)\."]  # the kernel's history; not the quick or peer suites
     if not use_asv:
         trial.append("--no-asv")
     steps = [(None, "baseline: the seeded scalar kernel")] + TRAJECTORY

@@ -245,8 +245,9 @@ def preconditions(repo: Repo, incumbent: dict | None, head: str) -> None:
 def record_in_asv(repo: Repo, trial: Trial) -> str:
     if not (repo.root / "asv.conf.json").is_file() or not (Path.home() / ".asv-machine.json").is_file():
         return "asv: not set up (asv machine --yes), not recorded"
+    bench = ["--bench", trial.args.asv_bench] if trial.args.asv_bench else []
     with open(trial.dir / "asv.log", "w") as log:
-        code = subprocess.run([sys.executable, "-m", "asv", "run", "HEAD^!"], cwd=repo.root, stdout=log,
+        code = subprocess.run([sys.executable, "-m", "asv", "run", *bench, "HEAD^!"], cwd=repo.root, stdout=log,
                               stderr=subprocess.STDOUT).returncode
     return "asv: recorded HEAD" if code == 0 else f"asv: run exited {code}, see {trial.dir / 'asv.log'}"
 
@@ -265,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, default=600, help="seconds per runner run (default 600)")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--no-asv", action="store_true", help="do not record a kept commit in asv")
+    p.add_argument("--asv-bench", help="record only the asv benchmarks matching this regex (default: all)")
     args = p.parse_args(argv)
     if args.pairs < 2:
         p.error("--pairs must be at least 2")

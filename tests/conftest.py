@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -64,14 +65,22 @@ def small_fixture_env(data_dir: Path, **extra: str) -> dict:
     return dict(os.environ, PQKERN_DATA=str(data_dir), **SMALL_FIXTURE, **GIT_ENV, **extra)
 
 
-def scratch_repo(repo: Path, env: dict) -> str:
-    """Copy this working tree (tracked and unignored files) into ``repo``, ``git init -b main``, commit; return the sha."""
+def scratch_repo(repo: Path, env: dict, without_peers: bool = False) -> str:
+    """Copy this working tree (tracked and unignored files) into ``repo``, ``git init -b main``, commit; return the sha.
+
+    ``without_peers`` drops faiss and pylance from the asv matrix, so asv builds its environment faster.
+    """
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
                            capture_output=True, text=True).stdout.splitlines()
     for f in files:
         if (REPO / f).is_file():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, repo / f)
+    if without_peers:
+        conf = json.loads((repo / "asv.conf.json").read_text())
+        for name in ("faiss-cpu", "pylance"):
+            conf["matrix"]["req"].pop(name)
+        (repo / "asv.conf.json").write_text(json.dumps(conf, indent=4) + "\n")
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     return commit_all(repo, env, "baseline")
 

@@ -42,7 +42,7 @@ def history(tmp_path_factory, data_dir):
     repo = tmp / "repo"
     env = small_fixture_env(data_dir, HOME=str(tmp / "home"), PIP_CACHE_DIR=str(Path.home() / ".cache" / "pip"))
     repo.mkdir()
-    shas = {"baseline": scratch_repo(repo, env)}
+    shas = {"baseline": scratch_repo(repo, env, without_peers=True)}
     for message, kernel in HISTORY[1:]:
         shutil.copyfile(kernel, repo / "pqkern" / "kernels.py")
         shas[message.split(":")[0]] = commit_all(repo, env, message)
