@@ -231,7 +231,7 @@ def preconditions(repo: Repo, incumbent: dict | None, head: str) -> None:
     dirty = repo.git("status", "--porcelain", "--untracked-files=no")
     if dirty:
         raise TrialError("dirty", f"uncommitted changes ({dirty.splitlines()[0].strip()} ...): commit or stash them first")
-    if incumbent and incumbent["commit"] == head:
+    if incumbent and head.startswith(incumbent["commit"]):
         raise TrialError("dirty", "HEAD is the incumbent: commit a change to pqkern/kernels.py first")
     if incumbent:
         changed = [f for f in repo.git("diff", "--name-only", incumbent["commit"], head).splitlines() if f != KERNEL_PATH]

@@ -41,6 +41,7 @@ def trajectory(tmp_path_factory, data_dir):
     fast_src = (DEMO / "relayout.py").read_text()
     steps["fast_commit"] = _commit_kernel(repo, env, fast_src, "row-major re-layout")
     steps["faster"] = _trial(repo, env, "row-major re-layout")
+    steps["again"] = _trial(repo, env, "the same commit again")
     steps["aa"] = []
     for i in range(3):
         _commit_kernel(repo, env, fast_src + f"\n# identical kernel, try {i}\n", f"A/A {i}")
@@ -86,6 +87,12 @@ def test_faster_kernel_is_kept(trajectory):
     row = s["rows"][-1]
     assert row[7] == "keep" and row[8] == "row-major re-layout" and float(row[4]) > 1.01
     assert len(s["rows"]) == 2
+
+
+def test_retrying_the_incumbent_is_refused_without_a_row(trajectory):
+    s = trajectory["again"]
+    assert s["code"] == 5 and "HEAD is the incumbent" in s["out"], s["out"]
+    assert s["head"] == trajectory["fast_commit"] and len(s["rows"]) == 2
 
 
 def test_identical_kernel_is_never_kept(trajectory):
