@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         head = repo.git("rev-parse", "HEAD")
         incumbent, baseline = find_incumbent(repo, read_rows(results), head)
+        if incumbent and not baseline:
+            raise TrialError("harness", f"{results} has kept commits in this history but no baseline row: start a new branch")
         preconditions(repo, incumbent, head)
         trial = Trial(args, repo)
         status, reason, verdict, cand = judge(trial, incumbent, baseline)
