@@ -90,7 +90,7 @@ class SearchQuick(Search):
 
 def _reference_recall(queries: int) -> float:
     """R@10 of the exact reference ADC top-10 on the runner's queries (the seeded baseline's recall), cached."""
-    from pqkern.reference import adc_topk, exact_distances, recall_at_k
+    from pqkern.reference import adc_topk, tie_aware_recall
 
     fx = _fixture({})
     n = min(queries, fx.queries.shape[0])
@@ -99,9 +99,7 @@ def _reference_recall(queries: int) -> float:
         return json.loads(path.read_text())["recall_at_10"]
     found = np.stack([adc_topk(fx.codes, fx.codebook, fx.queries[i], K)[0] for i in range(n)])
     gt = np.asarray(fx.groundtruth[:n, :K])
-    found_d = np.stack([exact_distances(fx.base, fx.queries[i], found[i]) for i in range(n)])
-    true_d = np.stack([exact_distances(fx.base, fx.queries[i], gt[i]) for i in range(n)])
-    recall = recall_at_k(found, gt, found_d, true_d, at=K)[0]
+    recall = tie_aware_recall(fx.base, fx.queries[:n], found, gt, at=K)[0]
     path.write_text(json.dumps({"recall_at_10": recall, "queries": n}) + "\n")
     return recall
 

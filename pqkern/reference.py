@@ -104,6 +104,15 @@ def adc_topk(codes: np.ndarray, codebook: np.ndarray, query: np.ndarray, k: int)
     return part[order].astype(np.int64), d[part[order]]
 
 
+def tie_aware_recall(base: np.ndarray, queries: np.ndarray, found: np.ndarray, true_ids: np.ndarray,
+                     at: int = 10) -> tuple[float, float]:
+    """:func:`recall_at_k` with the exact distances of the found and true ids looked up in ``base`` (ties count)."""
+    found, true_ids = np.asarray(found)[:, :at], np.asarray(true_ids)[:, :at]
+    found_d = np.stack([exact_distances(base, q, i) for q, i in zip(queries, found, strict=True)])
+    true_d = np.stack([exact_distances(base, q, i) for q, i in zip(queries, true_ids, strict=True)])
+    return recall_at_k(found, true_ids, found_d, true_d, at=at)
+
+
 def recall_at_k(
     found: np.ndarray,
     true_ids: np.ndarray,
