@@ -38,7 +38,7 @@ _fixtures: dict = {}
 def _fixture(spec: dict):
     key = tuple(sorted(spec.items()))
     if key not in _fixtures:
-        from pqkern.fixture import load_fixture
+        from pqkern.bench.fixture import load_fixture
 
         _fixtures[key] = load_fixture(**spec)
     return _fixtures[key]
@@ -90,7 +90,7 @@ class SearchQuick(Search):
 
 def _reference_recall(queries: int) -> float:
     """R@10 of the exact reference ADC top-10 on the runner's queries (the seeded baseline's recall), cached."""
-    from pqkern.reference import adc_topk, tie_aware_recall
+    from pqkern.bench.reference import adc_topk, tie_aware_recall
 
     fx = _fixture({})
     n = min(queries, fx.queries.shape[0])
@@ -113,7 +113,7 @@ class Quality:
         _kernel()
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "result.json"
-            cmd = [sys.executable, "-m", "pqkern.run_experiment", "--queries", str(RUNNER_QUERIES), "--result-json", str(out)]
+            cmd = [sys.executable, "-m", "pqkern.bench.runner", "--queries", str(RUNNER_QUERIES), "--result-json", str(out)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if not out.is_file():
                 raise RuntimeError(f"runner wrote no result (exit {proc.returncode}): {proc.stderr[-2000:]}")

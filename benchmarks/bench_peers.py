@@ -2,7 +2,7 @@
 
 They do not depend on the kernel; a jump here beside a jump in ``bench_kernel`` says the
 machine changed, not the kernel. Skipped (``n/a``) where faiss or pylance is not installed
-or the commit predates ``pqkern.peers``.
+or the commit predates ``pqkern.tools.peers``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _peers():
         import faiss  # noqa: F401
         import lance  # noqa: F401
 
-        from pqkern import peers
+        from pqkern.tools import peers
     except ImportError as e:
         raise NotImplementedError(f"reference peers unavailable: {e}") from e
     return peers
@@ -36,7 +36,7 @@ class Reference:
     timeout = 1800
 
     def setup_cache(self):
-        from pqkern.fixture import load_fixture
+        from pqkern.bench.fixture import load_fixture
 
         peers = _peers()
         fx = load_fixture()
@@ -46,7 +46,7 @@ class Reference:
     setup_cache.timeout = 3600
 
     def setup(self, _):
-        from pqkern.fixture import load_fixture
+        from pqkern.bench.fixture import load_fixture
 
         peers = _peers()
         fx = load_fixture()

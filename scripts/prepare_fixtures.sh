@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=python3
 if [ -x .venv/bin/python ]; then py=.venv/bin/python; fi
-exec "$py" -m pqkern.prepare "$@"
+exec "$py" -m pqkern.tools.prepare "$@"

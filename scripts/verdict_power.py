@@ -59,7 +59,7 @@ def git(repo: Path, *args: str) -> str:
 
 
 def trial(repo: Path, description: str, extra: list[str]) -> tuple[int, str]:
-    p = subprocess.run([sys.executable, "-m", "pqkern.trial", description, "--no-asv", *extra], cwd=repo,
+    p = subprocess.run([sys.executable, "-m", "pqkern.bench.trial", description, "--no-asv", *extra], cwd=repo,
                        capture_output=True, text=True)
     line = next((x for x in p.stdout.splitlines() if x.startswith("verdict:")), p.stdout + p.stderr)
     return p.returncode, line

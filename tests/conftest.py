@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 KERNELS = Path(__file__).resolve().parent / "kernels"
-DEMO = REPO / "pqkern" / "demo_kernels"
+DEMO = REPO / "pqkern" / "tools" / "demo_kernels"
 SHARED_SIFTSMALL = REPO.parent / "shared" / "data" / "siftsmall"
 SIFTSMALL_FILES = ("siftsmall_base.fvecs", "siftsmall_query.fvecs", "siftsmall_groundtruth.ivecs")
 
@@ -92,8 +92,8 @@ def commit_all(repo: Path, env: dict, message: str) -> str:
 
 
 def run_runner(data_dir: Path, *args: str, kernel: str | None = None, timeout: float = 300) -> RunResult:
-    """Run ``python -m pqkern.run_experiment`` for real; ``kernel`` names a file in tests/kernels."""
-    cmd = [sys.executable, "-m", "pqkern.run_experiment", *args]
+    """Run ``python -m pqkern.bench.runner`` for real; ``kernel`` names a file in tests/kernels."""
+    cmd = [sys.executable, "-m", "pqkern.bench.runner", *args]
     if kernel:
         cmd += ["--kernel", str(KERNELS / kernel)]
     env = dict(os.environ, PQKERN_DATA=str(data_dir))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
 
-from pqkern.dashboard import NODE_MODULES
+from pqkern.tools.dashboard import NODE_MODULES
 
 MACHINE = "pqkern-ci"
 BENCH = r"bench_kernel\.(Search|Quality)\."
@@ -50,7 +50,7 @@ def history(tmp_path_factory, data_dir):
     run = _asv(repo, env, "run", "--machine", MACHINE, "--bench", BENCH, "-a", "processes=1", "--show-stderr", "ALL",
                check=False)
     assert run.returncode == 2, f"expected the broken commit's gate to fail asv run:\n{run.stdout[-4000:]}"
-    publish = subprocess.run([sys.executable, "-m", "pqkern.dashboard", "publish", "--node-modules", str(NODE_MODULES)],
+    publish = subprocess.run([sys.executable, "-m", "pqkern.tools.dashboard", "publish", "--node-modules", str(NODE_MODULES)],
                              cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     return {"repo": repo, "env": env, "shas": shas, "run": run, "publish": publish}
 

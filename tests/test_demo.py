@@ -8,12 +8,12 @@ import sys
 
 from conftest import REPO
 
-from pqkern.dashboard import NODE_MODULES
+from pqkern.tools.dashboard import NODE_MODULES
 
 
 def test_demo_replays_the_loop(tmp_path, data_dir):
     work = tmp_path / "demo"
-    p = subprocess.run([sys.executable, "-m", "pqkern.demo", "--workdir", str(work), "--num-base", "20000",
+    p = subprocess.run([sys.executable, "-m", "pqkern.tools.demo", "--workdir", str(work), "--num-base", "20000",
                         "--pairs", "3", "--queries", "200"], cwd=REPO, env=dict(os.environ, PQKERN_DATA=str(data_dir)),
                        capture_output=True, text=True, timeout=1500)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from pqkern import pq, reference, synthetic
-from pqkern.fixture import FixtureError, load_fixture
+from pqkern.bench import pq, reference, synthetic
+from pqkern.bench.fixture import FixtureError, load_fixture
 
 # Pinned digests: the synthetic generator must give these bytes on every machine.
 BASE_1000_DIGEST = "f73f6c344ef47c6a6298d1365e8dba3b2356f0731bb3a6fcf6a11ecd4400964b"

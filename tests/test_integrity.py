@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import KERNELS, commit_all, run_runner, scratch_repo, small_fixture_env
 
-from pqkern.fixture import load_fixture
-from pqkern.policy import violations
-from pqkern.run_experiment import check_timing, fixture_digest
+from pqkern.bench.fixture import load_fixture
+from pqkern.bench.policy import violations
+from pqkern.bench.runner import check_timing, fixture_digest
 
 POLICY_ATTACKS = {
     "np_load.py": "line 7: attribute .load",
@@ -44,8 +44,8 @@ def test_runtime_attacks_are_caught_by_the_runner(data_dir, kernel, message):
     assert fixture_digest(load_fixture("smoke")) == before  # nothing the kernel did reached the fixture
 
 
-@pytest.mark.parametrize("kernel", ["legit/u16_table.py", "legit/pruned_scan.py", "../../pqkern/demo_kernels/relayout.py",
-                                    "../../pqkern/demo_kernels/unrolled.py"])
+@pytest.mark.parametrize("kernel", ["legit/u16_table.py", "legit/pruned_scan.py", "../../pqkern/tools/demo_kernels/relayout.py",
+                                    "../../pqkern/tools/demo_kernels/unrolled.py"])
 def test_legitimate_aggressive_kernels_pass(data_dir, kernel):
     r = run_runner(data_dir, "--source", "smoke", kernel=kernel)
     assert r.code == 0, r.stderr
@@ -54,7 +54,7 @@ def test_legitimate_aggressive_kernels_pass(data_dir, kernel):
 
 def test_policy_allows_the_seed_and_legitimate_kernels():
     for path in [KERNELS.parent.parent / "pqkern" / "kernels.py", *sorted((KERNELS / "legit").glob("*.py")),
-                 *sorted((KERNELS.parent.parent / "pqkern" / "demo_kernels").glob("*.py"))]:
+                 *sorted((KERNELS.parent.parent / "pqkern" / "tools" / "demo_kernels").glob("*.py"))]:
         assert violations(path.read_text()) == [], path
 
 
@@ -80,7 +80,7 @@ def attacked_repo(tmp_path_factory, data_dir):
 
 
 def _trial(repo: Path, env: dict, description: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pqkern.trial", description, "--pairs", "3", "--queries", "200",
+    return subprocess.run([sys.executable, "-m", "pqkern.bench.trial", description, "--pairs", "3", "--queries", "200",
                            "--no-asv", "--time-budget", "120"], cwd=repo, env=env, capture_output=True, text=True,
                           timeout=900)
 

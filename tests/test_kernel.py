@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pqkern import kernels, reference
-from pqkern.fixture import load_fixture
+from pqkern import kernels
+from pqkern.bench import reference
+from pqkern.bench.fixture import load_fixture
 
 
 def test_baseline_topk_equals_reference_adc_topk(data_dir):

@@ -14,7 +14,7 @@ pytest.importorskip("lance", reason="pylance is not installed (pip install -e '.
 
 def test_peers_agree_with_the_reference_adc(data_dir, tmp_path):
     out = tmp_path / "peers.json"
-    p = subprocess.run([sys.executable, "-m", "pqkern.peers", "--source", "smoke", "--json", str(out)],
+    p = subprocess.run([sys.executable, "-m", "pqkern.tools.peers", "--source", "smoke", "--json", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr
     rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}

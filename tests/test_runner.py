@@ -98,7 +98,7 @@ def test_missing_kernel_file_is_a_harness_error(data_dir, tmp_path):
 def test_truncated_source_file_is_a_harness_error_naming_it(tmp_path):
     import numpy as np
 
-    from pqkern.vecs import write_vecs
+    from pqkern.bench.vecs import write_vecs
 
     folder = tmp_path / "siftsmall"
     write_vecs(folder / "siftsmall_base.fvecs", np.zeros((10_000, 128), np.float32))

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
 
-from pqkern.trial import paired_verdict
+from pqkern.bench.trial import paired_verdict
 
 PAIRS = "3"
 
 
 def _trial(repo: Path, env: dict, description: str, *extra: str) -> dict:
-    p = subprocess.run([sys.executable, "-m", "pqkern.trial", description, "--pairs", PAIRS, "--queries", "200",
+    p = subprocess.run([sys.executable, "-m", "pqkern.bench.trial", description, "--pairs", PAIRS, "--queries", "200",
                         "--no-asv", *extra], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     rows = (repo / "results.tsv").read_text().splitlines()[1:] if (repo / "results.tsv").exists() else []
@@ -54,7 +54,8 @@ def trajectory(tmp_path_factory, data_dir):
     steps["crash"] = _trial(repo, env, "raises")
     _commit_kernel(repo, env, (KERNELS / "spin.py").read_text(), "spins")
     steps["timeout"] = _trial(repo, env, "spins", "--time-budget", "10")
-    (repo / "pqkern" / "reference.py").write_text((repo / "pqkern" / "reference.py").read_text() + "\n# tweak\n")
+    bench_file = repo / "pqkern" / "bench" / "reference.py"
+    bench_file.write_text(bench_file.read_text() + "\n# tweak\n")
     commit_all(repo, env, "edit the bench")
     steps["bench"] = _trial(repo, env, "edit the bench")
     _commit_kernel(repo, env, "import os\n" + fast_src, "import os")
@@ -129,7 +130,7 @@ def test_hanging_kernel_is_a_timeout(trajectory):
 
 def test_bench_edit_and_policy_breach_are_refused(trajectory):
     s = trajectory["bench"]
-    assert s["code"] == 5 and "changes pqkern/reference.py" in _verdict(s), s["out"]
+    assert s["code"] == 5 and "changes pqkern/bench/reference.py" in _verdict(s), s["out"]
     assert s["head"] == trajectory["fast_commit"] and s["rows"][-1][7] == "refused"
     s = trajectory["policy"]
     assert s["code"] == 5 and "line 1: import os" in _verdict(s), s["out"]
@@ -158,7 +159,7 @@ def test_report_renders_every_trial(trajectory, tmp_path):
          "agreement": 1.0, "ratio_to_kernel": 1.0},
         {"method": "floor: one pass over the codes", "median_ns": 2000, "min_ns": 1900, "max_ns": 3000,
          "ratio_to_kernel": 0.05}]}))
-    p = subprocess.run([sys.executable, "-m", "pqkern.report", str(repo / "results.tsv"), "-o", str(out),
+    p = subprocess.run([sys.executable, "-m", "pqkern.tools.report", str(repo / "results.tsv"), "-o", str(out),
                         "--peers", str(peers)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     page = out.read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pqkern.vecs import VecsError, read_vecs, write_vecs
+from pqkern.bench.vecs import VecsError, read_vecs, write_vecs
 
 
 @pytest.mark.parametrize("suffix, dtype", [(".fvecs", np.float32), (".ivecs", np.int32), (".bvecs", np.uint8)])

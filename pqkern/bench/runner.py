@@ -7,7 +7,7 @@ every returned id and distance against the reference ADC, computes recall, print
 on stdout and, with ``--result-json``, writes the same figures to a file. Whatever the kernel
 prints goes to stderr, so stdout carries only the block.
 
-Guarantees: the kernel file passes the static policy (pqkern/policy.py); codes, codebook and
+Guarantees: the kernel file passes the static policy (pqkern/bench/policy.py); codes, codebook and
 queries reach the kernel in read-only file mappings and are hashed before and after the run;
 warm-up uses base vectors, and each timed query is searched once; the clock is bound before
 the kernel is imported, and the sum of per-query times is checked against this process's own
@@ -45,9 +45,9 @@ from time import process_time_ns as _cpu_clock
 
 import numpy as np
 
-from pqkern.fixture import FixtureError, default_source, load_fixture
-from pqkern.policy import PolicyError, check_kernel
-from pqkern.reference import adc_distances, adc_topk, tie_aware_recall
+from pqkern.bench.fixture import FixtureError, default_source, load_fixture
+from pqkern.bench.policy import PolicyError, check_kernel
+from pqkern.bench.reference import adc_distances, adc_topk, tie_aware_recall
 
 EXIT_PASS, EXIT_HARNESS, EXIT_RECALL, EXIT_TIMEOUT, EXIT_CONTRACT = 0, 1, 2, 3, 4
 STATUS = {0: "pass", 1: "harness_error", 2: "recall_below_floor", 3: "timeout", 4: "contract_violation"}
@@ -57,7 +57,7 @@ COMPILE_ROWS = 4096
 SPOT_CHECKS = 10
 HARNESS_NS_PER_QUERY = 200_000  # allowance for the worker's own work around each timed call
 BLOCK_KEYS = ("source", "num_base", "num_queries", "recall_at_10", "geomean_ns_per_query", "peak_mem_mb", "total_seconds")
-DEFAULT_KERNEL = Path(__file__).resolve().parent / "kernels.py"
+DEFAULT_KERNEL = Path(__file__).resolve().parents[1] / "kernels.py"
 
 
 class ContractError(Exception):
@@ -303,7 +303,7 @@ def _run_worker(args: argparse.Namespace, fx, timed: np.ndarray, out: Path, dead
     env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PQKERN_DATA=str(fx.cache_dir.parent.parent))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pqkern.run_experiment", "--worker", json.dumps(cfg)],
+        [sys.executable, "-m", "pqkern.bench.runner", "--worker", json.dumps(cfg)],
         stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL, pass_fds=(write_fd,), env=env, start_new_session=True,
     )
     os.close(write_fd)

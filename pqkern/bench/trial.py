@@ -38,8 +38,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pqkern.policy import PolicyError, violations
-from pqkern.run_experiment import format_block
+from pqkern.bench.policy import PolicyError, violations
+from pqkern.bench.runner import format_block
 
 KERNEL_PATH = "pqkern/kernels.py"
 HEADER = ["commit", "recall_at_10", "geomean_ns_per_query", "speedup", "speedup_lo", "speedup_hi",
@@ -161,7 +161,7 @@ class Trial:
 
     def run(self, kernel: Path, label: str, i: int) -> Run:
         out = self.dir / f"run{i:02d}_{label}.json"
-        cmd = [sys.executable, "-m", "pqkern.run_experiment", "--kernel", str(kernel), "--result-json", str(out),
+        cmd = [sys.executable, "-m", "pqkern.bench.runner", "--kernel", str(kernel), "--result-json", str(out),
                "--queries", str(self.args.queries), "--time-budget", str(self.args.time_budget)]
         if self.args.source:
             cmd += ["--source", self.args.source]

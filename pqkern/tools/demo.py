@@ -1,7 +1,7 @@
 """The whole loop once, for a newcomer: a scripted agent trajectory in a scratch clone.
 
 ``pqkern-demo`` clones this repository into a scratch folder, records the baseline, then
-commits five real kernel variants one by one (``pqkern/demo_kernels/``) and runs the real
+commits five real kernel variants one by one (``pqkern/tools/demo_kernels/``) and runs the real
 trial runner on each, as an agent would: the re-layout that un-transposes the codes, an
 unrolled accumulation, a variant that breaks recall, and a slower one. Kept commits are
 recorded in asv (unless ``--no-asv``); then it publishes the offline dashboard and the trial
@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pqkern.dashboard import NODE_MODULES
-from pqkern.fixture import data_dir, repo_root
+from pqkern.bench.fixture import data_dir, repo_root
+from pqkern.tools.dashboard import NODE_MODULES
 
 KERNELS = Path(__file__).resolve().parent / "demo_kernels"
 TRAJECTORY = [
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
         env["HOME"] = str(work / "home")  # asv's machine file for the demo only
         _run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", "demo"], repo, env, log)
-    trial = [sys.executable, "-m", "pqkern.trial", "--pairs", str(args.pairs), "--queries", str(args.queries),
+    trial = [sys.executable, "-m", "pqkern.bench.trial", "--pairs", str(args.pairs), "--queries", str(args.queries),
              "--asv-bench", r"bench_kernel\.(Search|Quality)\."]  # the kernel's history; not the quick or peer suites
     if not use_asv:
         trial.append("--no-asv")
@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pqkern-demo: the harness could not run; see {log}", file=sys.stderr)
             return 1
     report = work / "report.html"
-    _run([sys.executable, "-m", "pqkern.report", str(repo / "results.tsv"), "-o", str(report)], repo, env, log)
+    _run([sys.executable, "-m", "pqkern.tools.report", str(repo / "results.tsv"), "-o", str(report)], repo, env, log)
     print(f"demo: trial report   {report}")
     if use_asv:
-        published = _run([sys.executable, "-m", "pqkern.dashboard", "publish", "--node-modules", str(NODE_MODULES)],
+        published = _run([sys.executable, "-m", "pqkern.tools.dashboard", "publish", "--node-modules", str(NODE_MODULES)],
                          repo, env, log)
         if published.returncode == 0:
             print(f"demo: dashboard      {repo / '.asv' / 'html' / 'index.html'}")

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO / "scripts" / "dashboard" / "node_modules"
 # The URL asv 0.6's index.html loads -> the same library's file in its npm package.
 CDN_FILES = {

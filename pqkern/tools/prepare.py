@@ -20,8 +20,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pqkern.fixture import DIM, GT_K, SIFT_FILES, FixtureError, data_dir, fixture_id, load_fixture
-from pqkern.vecs import VecsError, read_vecs
+from pqkern.bench.fixture import DIM, GT_K, SIFT_FILES, FixtureError, data_dir, fixture_id, load_fixture
+from pqkern.bench.vecs import VecsError, read_vecs
 
 TEXMEX = "ftp://ftp.irisa.fr/local/texmex/corpus/"
 ARCHIVES = {"sift1m": "sift.tar.gz", "siftsmall": "siftsmall.tar.gz"}

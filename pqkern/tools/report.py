@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from pqkern.trial import TrialError, read_rows
+from pqkern.bench.trial import TrialError, read_rows
 
 W, H, PAD = 900, 360, 50
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True)

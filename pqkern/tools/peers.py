@@ -22,10 +22,10 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from pqkern.fixture import load_fixture
-from pqkern.policy import check_kernel
-from pqkern.reference import adc_distances, adc_topk, tie_aware_recall
-from pqkern.run_experiment import DEFAULT_KERNEL, K, load_kernel
+from pqkern.bench.fixture import load_fixture
+from pqkern.bench.policy import check_kernel
+from pqkern.bench.reference import adc_distances, adc_topk, tie_aware_recall
+from pqkern.bench.runner import DEFAULT_KERNEL, K, load_kernel
 
 THREAD_VARS = ("OMP_NUM_THREADS", "LANCE_CPU_THREADS", "TOKIO_WORKER_THREADS", "RAYON_NUM_THREADS")
 INSTALL_HINT = "the peers need the optional extra: pip install -e '.[peers]' (faiss-cpu, pylance)"

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern import pq, reference, synthetic
-from pqkern.vecs import VecsError, read_vecs, write_vecs
+from pqkern.bench import pq, reference, synthetic
+from pqkern.bench.vecs import VecsError, read_vecs, write_vecs
 
 DIM, M, KSUB, DSUB = 128, 16, 256, 8
 GT_K = 100
@@ -64,7 +64,7 @@ class Fixture:
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
