@@ -5,6 +5,11 @@ and md5 from CDNs; offline it shows only an error page. ``pqkern-dashboard publi
 ``asv publish`` and then serves those files from ``vendor/`` inside the html directory,
 copied from the npm packages that ``scripts/setup.sh`` installs into
 ``scripts/dashboard/node_modules`` (pinned in ``scripts/dashboard/package-lock.json``).
+
+Every run is its own line: ``publish`` passes asv a copy of ``asv.conf.json`` (written to a temporary
+file; the committed one is never changed) whose ``branches`` are the configured ones plus every
+``autoresearch/*`` branch, local or remote-tracking (``origin/autoresearch/...``, fetched by
+``pqkern-runs gather``). asv draws one line per branch and offers them in its branch selector.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,14 +78,71 @@ def make_offline(html_dir: Path, node_modules: Path = NODE_MODULES) -> int:
     return rewritten
 
 
+def conf_path(config: Path, key: str, default: str) -> Path:
+    """A directory named in the asv config, resolved against the config's folder (as asv run there does)."""
+    return (config.parent / json.loads(config.read_text()).get(key, default)).resolve()
+
+
 def html_dir(config: Path) -> Path:
+    return conf_path(config, "html_dir", "html")
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def run_branches(repo: Path, configured: list[str]) -> list[str]:
+    """``configured`` then every ``autoresearch/*`` branch: local ones, then remote-tracking ones that no local
+    branch of the same name already contains (a run pushed from here is drawn once)."""
+    refs = [line.split() for line in _git(repo, "for-each-ref", "--format=%(refname) %(objectname)",
+                                            "refs/heads/autoresearch/", "refs/remotes/").splitlines()]
+    local = {ref.removeprefix("refs/heads/"): sha for ref, sha in refs if ref.startswith("refs/heads/")}
+    out = list(configured) + sorted(b for b in local if b not in configured)
+    for ref, sha in sorted(refs):
+        remote, _, name = ref.removeprefix("refs/remotes/").partition("/")
+        if not ref.startswith("refs/remotes/") or not name.startswith("autoresearch/"):
+            continue
+        contained = name in local and subprocess.run(["git", "merge-base", "--is-ancestor", sha, local[name]], cwd=repo,
+                                                     capture_output=True).returncode == 0
+        if not contained:
+            out.append(f"{remote}/{name}")
+    return out
+
+
+def derived_config(config: Path, branches: list[str], out: Path) -> Path:
+    """Write ``config`` to ``out`` with ``branches`` and its paths made absolute (asv resolves them against the
+    config file's folder); everything else, benchmark hashes included, is unchanged."""
     conf = json.loads(config.read_text())
-    return (config.parent / conf.get("html_dir", "html")).resolve()
+    for key, default in (("repo", "."), ("benchmark_dir", "benchmarks"), ("env_dir", "env"), ("results_dir", "results"),
+                         ("html_dir", "html")):
+        value = conf.get(key, default)
+        if key != "repo" or not re.match(r"^(\w+://|git@)", value):
+            conf[key] = str((config.parent / value).resolve())
+    conf["branches"] = branches
+    out.write_text(json.dumps(conf, indent=4) + "\n")
+    return out
+
+
+def publish(config: Path, node_modules: Path = NODE_MODULES) -> tuple[int, list[str]]:
+    """``asv publish`` with every run's branch, then make the page offline; ``(exit code, branches drawn)``."""
+    conf = json.loads(config.read_text())
+    repo = (config.parent / conf.get("repo", ".")).resolve()
+    branches = run_branches(repo, conf.get("branches", ["main"]))
+    with tempfile.TemporaryDirectory(prefix="pqkern-dashboard-") as tmp:
+        derived = derived_config(config, branches, Path(tmp) / "asv.conf.json")
+        rc = subprocess.call([sys.executable, "-m", "asv", "publish", "--config", str(derived)], cwd=config.parent)
+    if rc:
+        return rc, branches
+    n = make_offline(html_dir(config), node_modules)
+    print(f"offline dashboard: {html_dir(config)}/index.html ({n} assets served locally; branches: {', '.join(branches)});"
+          " view it with: pqkern-dashboard preview")
+    return 0, branches
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pqkern-dashboard", description="Publish or preview the offline asv dashboard.")
-    p.add_argument("command", choices=["publish", "preview"], help="publish: asv publish + offline assets; preview: serve it")
+    p.add_argument("command", choices=["publish", "preview"],
+                   help="publish: asv publish (every autoresearch/* branch) + offline assets; preview: serve it")
     p.add_argument("--config", default="asv.conf.json", help="asv config (default: ./asv.conf.json)")
     p.add_argument("--port", type=int, default=8080, help="preview port (default 8080)")
     p.add_argument("--node-modules", type=Path, default=NODE_MODULES, help="where the npm assets are installed")
@@ -91,16 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     asv = [sys.executable, "-m", "asv"]
     if args.command == "preview":
         return subprocess.call(asv + ["preview", "--config", str(config), "--port", str(args.port)])
-    rc = subprocess.call(asv + ["publish", "--config", str(config)], cwd=config.parent)
-    if rc:
-        return rc
     try:
-        n = make_offline(html_dir(config), args.node_modules)
+        return publish(config, args.node_modules)[0]
     except DashboardError as e:
         print(f"pqkern-dashboard: {e}", file=sys.stderr)
         return 1
-    print(f"offline dashboard: {html_dir(config)}/index.html ({n} assets served locally); view it with: pqkern-dashboard preview")
-    return 0
 
 
 if __name__ == "__main__":
