@@ -56,7 +56,7 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
 
 
-SMALL_FIXTURE = {"PQKERN_SOURCE": "synthetic", "PQKERN_NUM_BASE": "20000", "PQKERN_NUM_QUERIES": "200",
+SMALL_FIXTURE = {"PQKERN_SOURCE": "synthetic", "PQKERN_NUM_BASE": "20000", "PQKERN_NUM_QUERIES": "1000",
                  "PQKERN_NUM_LEARN": "0"}
 
 

@@ -1,4 +1,7 @@
-"""Adversarial kernels against the real runner and the real trial runner: each defence, attacked."""
+"""Adversarial kernels against the real runner, the real paired engine and the real trial: each defence, attacked.
+
+The operating-system jail's own attacks (processes, sockets, files, signals, /proc) are in test_jail.py.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KERNELS, commit_all, run_runner, scratch_repo, small_fixture_env
+from conftest import DEMO, KERNELS, commit_all, run_runner, scratch_repo, small_fixture_env
 
 from pqkern.bench.fixture import load_fixture
+from pqkern.bench.paired import compare
 from pqkern.bench.policy import violations
-from pqkern.bench.runner import check_timing, fixture_digest
+from pqkern.bench.runner import file_digest
+from pqkern.bench.session import check_times
+from pqkern.bench.workloads import FlatWorkload
 
 POLICY_ATTACKS = {
     "np_load.py": "line 7: attribute .load",
@@ -20,6 +26,7 @@ POLICY_ATTACKS = {
     "dunder_route.py": "line 7: attribute .__dict__",
     "clock.py": "line 3: import time",
     "objmode.py": "attribute .objmode",
+    "reach_incumbent.py": "line 7: import sys",
 }
 RUNTIME_ATTACKS = {
     "write_inputs.py": "assignment destination is read-only",
@@ -38,33 +45,92 @@ def test_policy_attacks_are_rejected_by_the_runner(data_dir, kernel, message):
 
 @pytest.mark.parametrize("kernel, message", sorted(RUNTIME_ATTACKS.items()))
 def test_runtime_attacks_are_caught_by_the_runner(data_dir, kernel, message):
-    before = fixture_digest(load_fixture("smoke"))
+    fx = load_fixture("smoke")
+    files = list(FlatWorkload(fx).files.values())
+    before = file_digest(files)
     r = run_runner(data_dir, "--source", "smoke", kernel=f"attacks/{kernel}")
     assert r.code == 4 and message in r.stderr, r.stderr
-    assert fixture_digest(load_fixture("smoke")) == before  # nothing the kernel did reached the fixture
+    assert file_digest(files) == before  # nothing the kernel did reached the fixture
 
 
 @pytest.mark.parametrize("kernel", ["legit/u16_table.py", "legit/pruned_scan.py", "../../pqkern/tools/demo_kernels/relayout.py",
                                     "../../pqkern/tools/demo_kernels/unrolled.py"])
-def test_legitimate_aggressive_kernels_pass(data_dir, kernel):
-    r = run_runner(data_dir, "--source", "smoke", kernel=kernel)
+@pytest.mark.parametrize("workload", ["flat", "ivf"])
+def test_legitimate_aggressive_kernels_pass(data_dir, kernel, workload):
+    r = run_runner(data_dir, "--source", "smoke", "--workload", workload, kernel=kernel)
     assert r.code == 0, r.stderr
     assert float(r.block["recall_at_10"]) >= 0.9
 
 
 def test_policy_allows_the_seed_and_legitimate_kernels():
-    for path in [KERNELS.parent.parent / "pqkern" / "kernels.py", *sorted((KERNELS / "legit").glob("*.py")),
-                 *sorted((KERNELS.parent.parent / "pqkern" / "tools" / "demo_kernels").glob("*.py"))]:
+    root = KERNELS.parent.parent / "pqkern"
+    for path in [root / "kernels.py", root / "bench" / "seed_kernel.py", *sorted((KERNELS / "legit").glob("*.py")),
+                 *sorted(DEMO.glob("*.py"))]:
         assert violations(path.read_text()) == [], path
 
 
+def test_the_frozen_seed_is_the_seed():
+    root = KERNELS.parent.parent / "pqkern"
+    first = subprocess.run(["git", "log", "--reverse", "--format=%H", "--", "pqkern/kernels.py"], cwd=root.parent,
+                           capture_output=True, text=True).stdout.split()
+    if first:
+        seed = subprocess.run(["git", "show", f"{first[0]}:pqkern/kernels.py"], cwd=root.parent, capture_output=True,
+                              text=True).stdout
+        assert (root / "bench" / "seed_kernel.py").read_text() == seed
+
+
 def test_timing_cross_check():
-    times = np.full(100, 1_000_000, np.int64)  # 100 queries of 1 ms
-    assert check_timing(times, 110_000_000) == ""
-    assert check_timing(times, 95_000_000) == ""  # the judge may stamp the phase a little late
-    assert "more than the whole timed phase" in check_timing(np.full(1000, 1_000_000, np.int64), 500_000_000)
-    assert "outside the timed calls" in check_timing(times, 2_000_000_000)
-    assert "not positive" in check_timing(np.zeros(3, np.int64), 1_000)
+    ms = np.full(10, 1_000_000, np.int64)  # 10 queries of 1 ms
+    assert check_times(ms, ms, 11_000_000, 10_500_000) == ""
+    assert "more than the whole round trip" in check_times(ms, ms, 9_000_000, 10_000_000)
+    assert "not positive" in check_times(np.zeros(3, np.int64), np.zeros(3, np.int64), 1_000, 1_000)
+    assert "work happened outside the timed calls" in check_times(ms, ms, 30_000_000, 30_000_000)
+    assert "more than the worker used" in check_times(ms, ms, 11_000_000, 2_000_000)
+
+
+# ---------------------------------------------------------------- two kernels, judged side by side
+
+
+@pytest.fixture(scope="module")
+def small_fixture(data_dir):
+    env = small_fixture_env(data_dir)
+    import os
+
+    saved = {k: os.environ.get(k) for k in env if k.startswith("PQKERN_")}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("PQKERN_")})
+    try:
+        yield load_fixture()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_a_candidate_cannot_reach_the_incumbent(small_fixture):
+    """With the policy switched off (compare() is below it), the candidate searches its own process and finds nothing."""
+    incumbent = (DEMO / "relayout.py").read_text()
+    cmp = compare(small_fixture, incumbent, (KERNELS / "attacks" / "reach_incumbent.py").read_text(), ("flat",),
+                  cap_seconds=20)
+    assert cmp.decision == "discard", cmp.reason  # the incumbent was not slowed: the numpy candidate is slower
+    assert cmp.intervals["flat"].hi < 0
+
+
+def test_evicting_caches_after_returning_buys_nothing(small_fixture):
+    incumbent = (DEMO / "relayout.py").read_text()
+    cmp = compare(small_fixture, incumbent, (KERNELS / "attacks" / "evict_after_return.py").read_text(), ("flat", "ivf"),
+                  cap_seconds=20)
+    assert cmp.decision == "discard", (cmp.decision, cmp.reason)
+
+
+def test_writing_the_shared_inputs_is_a_crash(small_fixture):
+    incumbent = (DEMO / "relayout.py").read_text()
+    cmp = compare(small_fixture, incumbent, (KERNELS / "attacks" / "write_inputs.py").read_text(), ("flat",), cap_seconds=20)
+    assert cmp.decision == "crash" and "read-only" in cmp.reason, cmp.reason
+
+
+# ---------------------------------------------------------------- through the trial
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +146,8 @@ def attacked_repo(tmp_path_factory, data_dir):
 
 
 def _trial(repo: Path, env: dict, description: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pqkern.bench.trial", description, "--pairs", "3", "--queries", "200",
-                           "--no-asv", "--time-budget", "120"], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run([sys.executable, "-m", "pqkern.bench.trial", description, "--no-asv", "--time-budget", "120",
+                           "--cap-seconds", "15"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
 
 
 def _attack(attacked_repo, files: dict[str, str], description: str) -> tuple[subprocess.CompletedProcess, list[str]]:
@@ -103,6 +168,7 @@ def _attack(attacked_repo, files: dict[str, str], description: str) -> tuple[sub
     return p, after.decode().splitlines()[-1].split("\t")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", sorted(POLICY_ATTACKS))
 def test_trial_refuses_policy_attacks(attacked_repo, kernel):
     p, row = _attack(attacked_repo, {"pqkern/kernels.py": (KERNELS / "attacks" / kernel).read_text()}, kernel)
@@ -110,14 +176,17 @@ def test_trial_refuses_policy_attacks(attacked_repo, kernel):
     assert row[7] == "refused"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", sorted(RUNTIME_ATTACKS))
 def test_trial_marks_runtime_attacks_as_crashes(attacked_repo, kernel):
     p, row = _attack(attacked_repo, {"pqkern/kernels.py": (KERNELS / "attacks" / kernel).read_text()}, kernel)
-    assert p.returncode == 4 and p.stdout.startswith("verdict: crash") and RUNTIME_ATTACKS[kernel] in p.stdout
+    assert p.returncode == 4 and p.stdout.startswith("verdict: crash") and RUNTIME_ATTACKS[kernel] in p.stdout, p.stdout
     assert row[7] == "crash"
 
 
-@pytest.mark.parametrize("path", ["benchmarks/bench_kernel.py", "asv.conf.json", "program.md", "results.tsv"])
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["benchmarks/bench_kernel.py", "asv.conf.json", "program.md", "results.tsv",
+                                  "pqkern/bench/seed_kernel.py"])
 def test_trial_refuses_commits_that_touch_anything_but_the_kernel(attacked_repo, path):
     repo = attacked_repo["repo"]
     text = (repo / path).read_text() + "\n" if path != "results.tsv" else "commit\tforged row\n"
@@ -129,6 +198,7 @@ def test_trial_refuses_commits_that_touch_anything_but_the_kernel(attacked_repo,
     assert row[7] == "refused"
 
 
+@pytest.mark.slow
 def test_kernel_output_cannot_forge_the_verdict(attacked_repo):
     p, row = _attack(attacked_repo, {"pqkern/kernels.py": (KERNELS / "attacks" / "forger.py").read_text()}, "forger")
     verdicts = [line for line in p.stdout.splitlines() if line.startswith("verdict:")]

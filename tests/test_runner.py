@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
-from conftest import KERNELS, run_runner
+from conftest import DEMO, KERNELS, run_runner
 
 BLOCK_KEYS = ["source", "num_base", "num_queries", "recall_at_10", "geomean_ns_per_query", "peak_mem_mb", "total_seconds"]
 
@@ -22,10 +23,40 @@ def test_baseline_passes_on_smoke_with_canonical_block(data_dir, tmp_path):
     assert b["source"] == "smoke" and b["num_base"] == "1024" and b["num_queries"] == "64"
     assert float(b["recall_at_10"]) >= 0.9
     assert int(b["geomean_ns_per_query"]) > 0
-    assert b["threads"] == "1" and b["status"] == "pass"
+    assert b["threads"] == "1" and b["status"] == "pass" and b["workload"] == "flat" and b["jail"] == "on"
+    assert float(b["fixed_seconds"]) == pytest.approx(float(b["total_seconds"]) - float(b["timed_seconds"]), abs=0.11)
     saved = json.loads(out.read_text())
     assert saved["recall_at_10"] == pytest.approx(float(b["recall_at_10"]), abs=1e-4)
     assert len(saved["per_query_ns"]) == 64
+
+
+def test_ivf_workload_passes_on_smoke_with_the_same_block(data_dir, tmp_path):
+    out = tmp_path / "result.json"
+    r = run_runner(data_dir, "--source", "smoke", "--workload", "ivf", "--result-json", str(out))
+    assert r.code == 0, r.stderr
+    assert [line.split(": ")[0] for line in r.stdout.splitlines()[1:8]] == BLOCK_KEYS
+    b = r.block
+    assert b["workload"] == "ivf" and b["jail"] == "on" and float(b["recall_at_10"]) > 0.5
+    assert len(json.loads(out.read_text())["per_query_ns"]) == 64
+
+
+def test_cache_true_kernel_runs_again_and_again(data_dir, tmp_path):
+    source = (DEMO / "relayout.py").read_text().replace("@numba.njit\n", "@numba.njit(cache=True)\n")
+    good = source.replace("best_d[j] = d\n", "best_d[j] = d  # 0123456789abc\n")
+    bad = source.replace("best_d[j] = d\n", "best_d[j] = d + np.float32(99)\n")
+    assert len(good) == len(bad)
+    cached = tmp_path / "kernels.py"
+    cached.write_text(good)
+    for _ in range(2):
+        r = run_runner(data_dir, "--source", "smoke", "--kernel", str(cached))
+        assert r.code == 0, r.stderr
+    # another kernel body at the same path, with the same size and modification time: its own (wrong) result, never
+    # the cached good one
+    stamp = cached.stat()
+    cached.write_text(bad)
+    os.utime(cached, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    r = run_runner(data_dir, "--source", "smoke", "--kernel", str(cached))
+    assert r.code == 4 and ("off by" in r.stderr or "not ascending" in r.stderr), r.stderr
 
 
 def test_baseline_on_real_siftsmall(data_dir, siftsmall_dir):

@@ -1,100 +1,73 @@
-"""The trial runner: keep or revert the agent's last commit on a noise-aware A/B verdict.
+"""The trial runner (immutable bench): keep or revert the agent's last commit on a paired, sequential verdict.
 
 ``pqkern-trial "description"`` after each commit that changes ``pqkern/kernels.py``:
 
-1. Refuses (exit 5) a dirty tree, a commit that changes anything but ``pqkern/kernels.py``
-   since the incumbent (the last kept commit), or a kernel that breaks the static policy.
-2. Runs incumbent and candidate interleaved, A B A B ..., each run a fresh runner process
-   that times every query once. The verdict reads only the runner's ``--result-json`` file.
-   It compares the per-query CPU time of the worker process (``geomean_cpu_ns_per_query``):
-   on a shared machine, time spent descheduled inflates wall-clock runs by tens of percent
-   at random, which CPU time does not see. ``results.tsv`` still reports the wall-clock geomean.
-3. Keep rule, with ``n`` pairs (``--pairs``, default 5): per pair, ``x = ln(cpu_geomean_A / cpu_geomean_B)``;
-   ``m`` is their mean, ``se = max(sd(x), noise) / sqrt(n)`` where ``noise`` is the pair-to-pair
-   sd measured when the baseline was recorded; ``lo, hi = m -/+ t(0.99, n-1) * se``.
-   Keep only when recall@10 is within 0.005 of the baseline's and at or above the floor,
-   every run finished within the budget, and ``lo > ln(1.01)``: at least 99% confident
-   that the candidate is at least 1% faster. Otherwise discard: "slower" when
-   ``hi < 0``, else "not significant".
-4. Appends one row to ``results.tsv`` and keeps every run's result under ``trials/``.
-5. On keep (and for the baseline): records the commit in asv (``asv run HEAD^!``) if asv is set up. Otherwise:
-   ``git reset --hard`` to the incumbent (untracked files, ``results.tsv`` included, are untouched).
+1. Takes the working tree's lock (a second trial is refused at once, exit 5, touching nothing),
+   and refuses (exit 5) a dirty tree (touching nothing), a re-trial of the incumbent (the last
+   kept commit), a commit that changes anything but ``pqkern/kernels.py`` since the incumbent,
+   or a kernel that breaks the static policy (both reverted, with a ``refused`` row).
+2. Judges incumbent and candidate side by side (``pqkern/bench/paired.py``): each in its own
+   jailed worker, query by query in random order, on the flat 1M scan and on the IVF workload,
+   every result checked, until the confidence sequences decide or the cap is reached.
+3. Keep rule: 99% confident that the geometric mean of the two workloads' speed-ups is above
+   1%, and that neither workload lost more than 2%; recall@10 on each workload within 0.005
+   (or one query) of the exact ADC's on the same queries, and at least 0.50.
+4. Appends one row to ``results.tsv`` for the commit it judged (``pqkern/bench/results.py``) and
+   keeps the inputs, every paired time and the verdict under ``trials/<time>-<commit>/``.
+5. Keep (and baseline): records the commit in asv (``asv run HEAD^!``; ``asv machine --yes`` first
+   when this machine has none). Otherwise ``git reset --hard`` to the incumbent, only if HEAD is
+   still the judged commit and the tree is clean (it never throws away work).
 6. Prints one ``verdict:`` line and the candidate's result block; exits with the status's code.
 
 The first trial on a branch with no baseline in its history records HEAD as the ``baseline``,
-running it ``2 * pairs`` times to measure the noise floor later verdicts use.
+measured once against the frozen seed kernel (``pqkern/bench/seed_kernel.py``). Killing the
+trial (any signal, SIGKILL included) ends its workers, writes no row and leaves HEAD at the
+unjudged candidate, so running it again judges it.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import math
-import os
-import statistics
+import signal
+import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
+from pqkern.bench.lock import Busy, Neighbours, TrialLock
+from pqkern.bench.paired import SEED_KERNEL, Comparison, compare
 from pqkern.bench.policy import PolicyError, violations
+from pqkern.bench.results import ResultsError, append_row, read_rows
 from pqkern.bench.runner import format_block
+from pqkern.bench.session import die_with_parent
+from pqkern.bench.workloads import WORKLOADS
 
 KERNEL_PATH = "pqkern/kernels.py"
-HEADER = ["commit", "recall_at_10", "geomean_ns_per_query", "speedup", "speedup_lo", "speedup_hi",
-          "peak_mem_mb", "status", "description", "timestamp"]
 EXIT = {"keep": 0, "baseline": 0, "discard": 1, "recall": 2, "timeout": 3, "crash": 4, "refused": 5, "harness": 6}
 RECALL_BAND = 0.005
-VERDICT_FIGURE = "geomean_cpu_ns_per_query"
-MIN_SPEEDUP = 1.01
-DEFAULT_NOISE = 0.03
-# One-sided 99% quantiles of Student's t, by degrees of freedom.
-T99 = [31.821, 6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821, 2.764, 2.718, 2.681, 2.650, 2.624, 2.602,
-       2.583, 2.567, 2.552, 2.539, 2.528, 2.518, 2.508, 2.500, 2.492, 2.485, 2.479, 2.473, 2.467, 2.462, 2.457]
+RECALL_FLOOR = 0.50
+BASELINE_ROUNDS = 100
+ASV_BENCH = r"bench_(flat|ivf)\."
 
 
 class TrialError(RuntimeError):
-    """The trial cannot be judged; ``status`` says how it ends (refused or harness)."""
+    """The trial cannot be judged; ``status`` says how it ends (dirty: nothing touched; refused; harness)."""
 
     def __init__(self, status: str, message: str):
         super().__init__(message)
         self.status = status
 
 
-@dataclass
-class Run:
-    kernel: str  # "A" (incumbent) or "B" (candidate)
-    code: int
-    result: dict
+class Interrupted(BaseException):
+    """The trial received SIGTERM, SIGINT or SIGHUP."""
 
 
-def t99(df: int) -> float:
-    return T99[df - 1] if df <= len(T99) else 2.326
-
-
-def paired_verdict(inc_ns: list[float], cand_ns: list[float], noise: float) -> dict:
-    """The keep rule on per-run geomeans of interleaved pairs (see the module docstring)."""
-    x = [math.log(a / b) for a, b in zip(inc_ns, cand_ns, strict=True)]
-    n = len(x)
-    sd = statistics.stdev(x) if n > 1 else noise
-    se = max(sd, noise) / math.sqrt(n)
-    m = statistics.fmean(x)
-    lo, hi = m - t99(max(n - 1, 1)) * se, m + t99(max(n - 1, 1)) * se
-    if lo > math.log(MIN_SPEEDUP):
-        decision, why = "keep", f"faster with 99% confidence (lower bound {math.exp(lo):.3f}x > {MIN_SPEEDUP}x)"
-    elif hi < 0:
-        decision, why = "discard", "slower"
-    else:
-        decision, why = "discard", "not significant"
-    return {"speedup": math.exp(m), "lo": math.exp(lo), "hi": math.exp(hi), "pairs": n, "sd": sd, "noise": noise,
-            "log_ratios": x, "decision": decision, "why": why}
-
-
-def noise_floor(geomeans: list[float]) -> float:
-    """Pair-to-pair sd of ln(ratio) over disjoint consecutive pairs of runs of the same kernel."""
-    x = [math.log(a / b) for a, b in zip(geomeans[0::2], geomeans[1::2], strict=False)]
-    return max(statistics.stdev(x) if len(x) > 1 else DEFAULT_NOISE, 0.002)
+ROW_WRITTEN: list[str] = []  # the judged commit, once its row is in results.tsv
 
 
 class Repo:
@@ -111,26 +84,8 @@ class Repo:
         return subprocess.run(["git", "merge-base", "--is-ancestor", commit, of], cwd=self.root,
                               capture_output=True).returncode == 0
 
-
-def read_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines or lines[0].split("\t") != HEADER:
-        raise TrialError("harness", f"{path}: unexpected header; move the file aside (rows are never rewritten)")
-    return [dict(zip(HEADER, line.split("\t"), strict=False)) for line in lines[1:] if line.strip()]
-
-
-def append_row(path: Path, row: dict) -> None:
-    """Append one row (writing the header first if the file is new); never rewrites the file."""
-    new = not path.is_file()
-    clean = {k: str(row.get(k, "-")).replace("\t", " ").replace("\n", " ") for k in HEADER}
-    with open(path, "a", encoding="utf-8") as f:
-        if new:
-            f.write("\t".join(HEADER) + "\n")
-        f.write("\t".join(clean[k] for k in HEADER) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    def clean(self) -> bool:
+        return not self.git("status", "--porcelain", "--untracked-files=no")
 
 
 def find_incumbent(repo: Repo, rows: list[dict], head: str) -> tuple[dict | None, dict | None]:
@@ -144,86 +99,6 @@ def find_incumbent(repo: Repo, rows: list[dict], head: str) -> tuple[dict | None
             baseline = row
             break
     return incumbent, baseline
-
-
-class Trial:
-    def __init__(self, args: argparse.Namespace, repo: Repo):
-        self.args, self.repo = args, repo
-        self.head = repo.git("rev-parse", "HEAD")
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self.dir = repo.root / "trials" / f"{stamp}-{self.head[:10]}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def kernel_file(self, commit: str, name: str) -> Path:
-        path = self.dir / f"{name}_kernels.py"
-        path.write_text(self.repo.git("show", f"{commit}:{KERNEL_PATH}") + "\n", encoding="utf-8")
-        return path
-
-    def run(self, kernel: Path, label: str, i: int) -> Run:
-        out = self.dir / f"run{i:02d}_{label}.json"
-        cmd = [sys.executable, "-m", "pqkern.bench.runner", "--kernel", str(kernel), "--result-json", str(out),
-               "--queries", str(self.args.queries), "--time-budget", str(self.args.time_budget)]
-        if self.args.source:
-            cmd += ["--source", self.args.source]
-        with open(self.dir / f"run{i:02d}_{label}.log", "w") as log:
-            code = subprocess.run(cmd, cwd=self.repo.root, stdout=log, stderr=subprocess.STDOUT).returncode
-        result = json.loads(out.read_text()) if out.is_file() else {}
-        if code == 1 or not result:
-            reason = result.get("reason", "no result")
-            raise TrialError("harness", f"the runner could not run ({reason}); see {out.with_suffix('.log')}")
-        return Run(label, code, result)
-
-
-def _status_for(run: Run) -> tuple[str, str]:
-    reason = run.result.get("reason", "")
-    return {2: ("recall", reason), 3: ("timeout", reason), 4: ("crash", reason)}[run.code]
-
-
-def _median_run(runs: list[Run]) -> Run:
-    ordered = sorted(runs, key=lambda r: r.result["geomean_ns_per_query"])
-    return ordered[len(ordered) // 2]
-
-
-def judge(trial: Trial, incumbent: dict | None, baseline: dict | None) -> tuple[str, str, dict, Run | None]:
-    """Run the trial; return ``(status, reason, verdict figures, candidate's representative run)``."""
-    args, repo = trial.args, trial.repo
-    cand_file = trial.kernel_file(trial.head, "candidate")
-    if incumbent is None:  # the baseline: the same kernel 2 * pairs times
-        runs = []
-        for i in range(2 * args.pairs):
-            run = trial.run(cand_file, "B", i)
-            if run.code:
-                return *_status_for(run), {}, run
-            runs.append(run)
-        noise = noise_floor([r.result[VERDICT_FIGURE] for r in runs])
-        return "baseline", f"noise floor +/-{noise:.1%} per pair over {len(runs)} runs", {"noise": noise}, _median_run(runs)
-    inc_file = trial.kernel_file(incumbent["commit"], "incumbent")
-    noise = _baseline_noise(repo, baseline)
-    pairs: list[tuple[Run, Run]] = []
-    for i in range(args.pairs):
-        a = trial.run(inc_file, "A", 2 * i)
-        if a.code:
-            raise TrialError("harness", f"the incumbent {incumbent['commit'][:10]} failed to run ({a.result.get('reason')})")
-        b = trial.run(cand_file, "B", 2 * i + 1)
-        if b.code:
-            return *_status_for(b), {}, b
-        pairs.append((a, b))
-    cand = _median_run([b for _, b in pairs])
-    verdict = paired_verdict([a.result[VERDICT_FIGURE] for a, _ in pairs], [b.result[VERDICT_FIGURE] for _, b in pairs], noise)
-    recall, base_recall = cand.result["recall_at_10"], float(baseline["recall_at_10"])
-    if abs(recall - base_recall) > RECALL_BAND:
-        return "recall", f"recall@10 {recall:.4f} is more than {RECALL_BAND} from the baseline's {base_recall:.4f}", verdict, cand
-    return verdict["decision"], verdict["why"], verdict, cand
-
-
-def _baseline_noise(repo: Repo, baseline: dict) -> float:
-    for path in sorted((repo.root / "trials").glob(f"*-{baseline['commit'][:10]}/verdict.json"), reverse=True):
-        data = json.loads(path.read_text())
-        if data.get("status") == "baseline":
-            return float(data["noise"])
-    print(f"pqkern-trial: no recorded noise floor for baseline {baseline['commit'][:10]}; assuming {DEFAULT_NOISE:.0%}",
-          file=sys.stderr)
-    return DEFAULT_NOISE
 
 
 def preconditions(repo: Repo, incumbent: dict | None, head: str) -> None:
@@ -242,88 +117,272 @@ def preconditions(repo: Repo, incumbent: dict | None, head: str) -> None:
         raise TrialError("refused", str(PolicyError(KERNEL_PATH, found)))
 
 
-def record_in_asv(repo: Repo, trial: Trial) -> str:
-    if not (repo.root / "asv.conf.json").is_file() or not (Path.home() / ".asv-machine.json").is_file():
-        return "asv: not set up (asv machine --yes), not recorded"
-    bench = ["--bench", trial.args.asv_bench] if trial.args.asv_bench else []
-    with open(trial.dir / "asv.log", "w") as log:
-        code = subprocess.run([sys.executable, "-m", "asv", "run", *bench, "HEAD^!"], cwd=repo.root, stdout=log,
-                              stderr=subprocess.STDOUT).returncode
-    return "asv: recorded HEAD" if code == 0 else f"asv: run exited {code}, see {trial.dir / 'asv.log'}"
+def recall_problem(cmp: Comparison) -> str:
+    """'' when the candidate's recall@10 on every workload is within the band of the exact ADC's on the same queries."""
+    for w, fig in cmp.candidate.items():
+        n = max(fig["queries"], 1)
+        band = max(RECALL_BAND, 1.0 / n + 1e-9)
+        if fig["recall_at_10"] < RECALL_FLOOR:
+            return f"{w} recall@10 {fig['recall_at_10']:.4f} is below the floor {RECALL_FLOOR}"
+        if abs(fig["recall_at_10"] - fig["reference_recall_at_10"]) > band:
+            return (f"{w} recall@10 {fig['recall_at_10']:.4f} is more than {band:.4f} from the exact ADC's "
+                    f"{fig['reference_recall_at_10']:.4f} on the same {n} queries")
+    return ""
+
+
+def asv_machine() -> str:
+    """The machine name asv records under: the host name if ~/.asv-machine.json lists it, else its only entry."""
+    host = socket.gethostname()
+    try:
+        names = [k for k in json.loads((Path.home() / ".asv-machine.json").read_text()) if k != "version"]
+    except (OSError, ValueError):
+        return host
+    return names[0] if host not in names and len(names) == 1 else host
+
+
+def record_in_asv(repo: Repo, folder: Path, bench: str) -> str:
+    """``asv run HEAD^!`` for the kept commit (setting up this machine for asv first if needed)."""
+    if not (repo.root / "asv.conf.json").is_file():
+        return "asv: no asv.conf.json, not recorded"
+    with open(folder / "asv.log", "w") as log:
+        if not (Path.home() / ".asv-machine.json").is_file():
+            subprocess.run([sys.executable, "-m", "asv", "machine", "--yes"], cwd=repo.root, stdout=log,
+                           stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        code = subprocess.run([sys.executable, "-m", "asv", "run", "--bench", bench, "HEAD^!"], cwd=repo.root, stdout=log,
+                              stderr=subprocess.STDOUT, preexec_fn=die_with_parent).returncode
+    return "asv: recorded HEAD" if code == 0 else f"asv: run exited {code}, see {folder / 'asv.log'}"
 
 
 def _fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+class Trial:
+    """One trial of HEAD: its folder, its judgement and its row."""
+
+    def __init__(self, args: argparse.Namespace, repo: Repo, head: str, incumbent: dict | None, baseline: dict | None):
+        self.args, self.repo, self.head = args, repo, head
+        self.incumbent, self.baseline = incumbent, baseline
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.dir = repo.root / "trials" / f"{stamp}-{head[:10]}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.start = time.monotonic()
+
+    def source(self, commit: str) -> str:
+        return self.repo.git("show", f"{commit}:{KERNEL_PATH}") + "\n"
+
+    def judge(self) -> tuple[str, str, Comparison]:
+        """Run the comparison; return ``(status, reason, comparison)``."""
+        from pqkern.bench.fixture import FixtureError, load_fixture
+
+        try:
+            fx = load_fixture(self.args.source)
+        except FixtureError as e:
+            raise TrialError("harness", str(e)) from None
+        candidate = self.source(self.head)
+        if self.incumbent is None:
+            label, incumbent = "seed", SEED_KERNEL.read_text(encoding="utf-8")
+        else:
+            label, incumbent = self.incumbent["commit"], self.source(self.incumbent["commit"])
+        (self.dir / "candidate_kernels.py").write_text(candidate, encoding="utf-8")
+        (self.dir / "incumbent_kernels.py").write_text(incumbent, encoding="utf-8")
+        log = open(self.dir / "progress.log", "w")
+        try:
+            cmp = compare(fx, incumbent, candidate, tuple(self.args.workload or WORKLOADS),
+                          mode="measure" if self.incumbent is None else "decide",
+                          rounds=BASELINE_ROUNDS if self.incumbent is None else None, cap_seconds=self.args.cap_seconds,
+                          time_budget=self.args.time_budget, jail=not self.args.no_jail,
+                          log=lambda m: print(m, file=log, flush=True))
+        finally:
+            log.close()
+        self.fixture = {"source": fx.source, "num_base": fx.num_base, "fixture_id": fx.fixture_id,
+                        "codebook_sha256": fx.codebook_sha256}
+        (self.dir / "comparison.json").write_text(json.dumps(dict(cmp.to_json(), incumbent_label=label)) + "\n")
+        if cmp.decision == "harness":
+            raise TrialError("harness", cmp.reason)
+        if cmp.decision in ("crash", "timeout"):
+            return cmp.decision, cmp.reason, cmp
+        problem = recall_problem(cmp)
+        if problem:
+            return "recall", problem, cmp
+        if cmp.contract_problem:
+            return "crash", cmp.contract_problem, cmp
+        if self.incumbent is None:
+            return "baseline", f"measured against the frozen seed in {cmp.rounds} rounds", cmp
+        return cmp.decision, cmp.reason, cmp
+
+    def row(self, status: str, cmp: Comparison | None) -> dict:
+        iv = cmp.intervals if cmp else {}
+        cand = cmp.candidate if cmp else {}
+        flat, ivf = cand.get("flat", {}), cand.get("ivf", {})
+        comb = iv.get("combined")
+        speed = comb.as_ratio() if comb else (None, None, None)
+        seed = self._seed_speedup(status, speed)
+        return {"commit": self.head[:12], "recall_at_10": _fmt(flat.get("recall_at_10"), ".4f"),
+                "geomean_ns_per_query": _fmt(flat.get("geomean_ns_per_query"), "d"),
+                "speedup": _fmt(speed[0], ".3f") if self.incumbent else "-",
+                "speedup_lo": _fmt(speed[1], ".3f") if self.incumbent else "-",
+                "speedup_hi": _fmt(speed[2], ".3f") if self.incumbent else "-",
+                "peak_mem_mb": _fmt(cmp.peak_mem_mb.get("candidate") if cmp else None, ".1f"),
+                "status": {"recall": "discard"}.get(status, status), "description": self.args.description,
+                "timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "flat_speedup": _fmt(iv["flat"].speedup if "flat" in iv else None, ".3f"),
+                "ivf_speedup": _fmt(iv["ivf"].speedup if "ivf" in iv else None, ".3f"),
+                "ivf_recall_at_10": _fmt(ivf.get("recall_at_10"), ".4f"),
+                "ivf_geomean_ns_per_query": _fmt(ivf.get("geomean_ns_per_query"), "d"),
+                "seed_speedup": _fmt(seed[0], ".3f"), "seed_speedup_lo": _fmt(seed[1], ".3f"),
+                "seed_speedup_hi": _fmt(seed[2], ".3f"), "stop": cmp.stop if cmp else "-",
+                "trial_seconds": f"{time.monotonic() - self.start:.0f}", "branch": self.repo.git("branch", "--show-current",
+                                                                                                check=False) or "-",
+                "machine": asv_machine()}
+
+    def _seed_speedup(self, status: str, speed: tuple) -> tuple:
+        """Over the frozen seed: measured directly for the baseline, chained through the incumbent's otherwise."""
+        if self.incumbent is None:
+            same = self.source(self.head) == SEED_KERNEL.read_text(encoding="utf-8")
+            return (1.0, 1.0, 1.0) if same and speed[0] is not None else speed  # the seed itself: 1 by definition
+        try:
+            base = [float(self.incumbent[k]) for k in ("seed_speedup", "seed_speedup_lo", "seed_speedup_hi")]
+        except (ValueError, KeyError):
+            return (None, None, None)
+        if speed[0] is None or status not in ("keep", "discard"):
+            return (None, None, None)
+        return tuple(b * s for b, s in zip(base, speed, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pqkern-trial", description="Judge the last commit to pqkern/kernels.py: keep or revert.",
                                 epilog="exit codes: 0 keep/baseline; 1 discard (slower or not significant); 2 recall; "
-                                "3 timeout; 4 crash; 5 refused; 6 the harness could not run")
+                                "3 timeout; 4 crash; 5 refused (or another trial is running); 6 the harness could not run")
     p.add_argument("description", help="a short description of the change, for results.tsv")
-    p.add_argument("--pairs", type=int, default=5, help="interleaved incumbent/candidate pairs (default 5)")
-    p.add_argument("--queries", type=int, default=1000, help="timed queries per run (default 1000)")
-    p.add_argument("--time-budget", type=float, default=600, help="seconds per runner run (default 600)")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
+    p.add_argument("--workload", action="append", choices=WORKLOADS, help="judge only this workload (repeatable; default both)")
+    p.add_argument("--cap-seconds", type=float, default=40.0, help="paired timing stops undecided after this long (default 40)")
+    p.add_argument("--time-budget", type=float, default=600, help="seconds for each worker's whole life (default 600)")
     p.add_argument("--no-asv", action="store_true", help="do not record a kept commit in asv")
-    p.add_argument("--asv-bench", help="record only the asv benchmarks matching this regex (default: all)")
+    p.add_argument("--asv-bench", default=ASV_BENCH, help=f"asv benchmarks to record (regex, default {ASV_BENCH!r})")
+    p.add_argument("--no-jail", action="store_true", help="run workers without the operating-system jail (see README)")
     args = p.parse_args(argv)
-    if args.pairs < 2:
-        p.error("--pairs must be at least 2")
     try:
         root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
                                    check=True).stdout.strip())
-    except subprocess.CalledProcessError:
-        print("pqkern-trial: not inside a git repository", file=sys.stderr)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        print("verdict: error (not inside a git repository)")
         return EXIT["harness"]
     repo = Repo(root)
-    results = root / "results.tsv"
+    head = repo.git("rev-parse", "HEAD")
     try:
-        head = repo.git("rev-parse", "HEAD")
+        lock = TrialLock(Path(repo.git("rev-parse", "--absolute-git-dir")), head)
+    except Busy as e:
+        print(f"verdict: refused ({e})")
+        return EXIT["refused"]
+    neighbours = Neighbours(root, head)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        return _run(args, repo, head, neighbours)
+    except Interrupted as e:
+        if ROW_WRITTEN:
+            print(f"pqkern-trial: interrupted ({e}) after the verdict on {head[:10]} was written to results.tsv; "
+                  f"the asv record may be incomplete (asv run HEAD^! to redo it)", file=sys.stderr, flush=True)
+        else:
+            print(f"verdict: interrupted ({e}): no row written, nothing reset; HEAD is the unjudged candidate {head[:10]}: "
+                  f"run pqkern-trial again to judge it", flush=True)
+        return EXIT["harness"]
+    finally:
+        neighbours.close()
+        del lock
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+def _run(args: argparse.Namespace, repo: Repo, head: str, neighbours: Neighbours) -> int:
+    results = repo.root / "results.tsv"
+    trial = None
+    try:
         incumbent, baseline = find_incumbent(repo, read_rows(results), head)
         if incumbent and not baseline:
             raise TrialError("harness", f"{results} has kept commits in this history but no baseline row: start a new branch")
         preconditions(repo, incumbent, head)
-        trial = Trial(args, repo)
-        status, reason, verdict, cand = judge(trial, incumbent, baseline)
+        trial = Trial(args, repo, head, incumbent, baseline)
+        status, reason, cmp = trial.judge()
+    except ResultsError as e:
+        print(f"verdict: error ({e})")
+        return EXIT["harness"]
     except TrialError as e:
         if e.status == "refused":
-            return _finish(repo, results, None, args, e.status, str(e), {}, None, incumbent)
+            return _finish(repo, results, trial or Trial(args, repo, head, incumbent, baseline), e.status, str(e), None,
+                           neighbours)
         print(f"verdict: {'refused' if e.status == 'dirty' else 'error'} ({e})")
         return EXIT["refused" if e.status == "dirty" else "harness"]
-    return _finish(repo, results, trial, args, status, reason, verdict, cand, incumbent)
+    neighbours.look()
+    return _finish(repo, results, trial, status, reason, cmp, neighbours)
 
 
-def _finish(repo: Repo, results: Path, trial: Trial | None, args, status: str, reason: str, verdict: dict,
-            cand: Run | None, incumbent: dict | None) -> int:
-    head = repo.git("rev-parse", "HEAD")
-    r = cand.result if cand else {}
-    row_status = {"recall": "discard"}.get(status, status)
-    row = {"commit": head[:12], "recall_at_10": _fmt(r.get("recall_at_10"), ".4f"),
-           "geomean_ns_per_query": _fmt(r.get("geomean_ns_per_query"), "d"),
-           "speedup": _fmt(verdict.get("speedup"), ".3f"), "speedup_lo": _fmt(verdict.get("lo"), ".3f"),
-           "speedup_hi": _fmt(verdict.get("hi"), ".3f"), "peak_mem_mb": _fmt(r.get("peak_mem_mb"), ".1f"),
-           "status": row_status, "description": args.description,
-           "timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    append_row(results, row)
-    if trial:
-        (trial.dir / "verdict.json").write_text(json.dumps(dict(verdict, status=row_status, reason=reason, row=row),
-                                                           indent=1) + "\n")
-    notes = []
-    if status in ("keep", "baseline") and not args.no_asv:
-        notes.append(record_in_asv(repo, trial))
-    elif status not in ("keep", "baseline") and incumbent:
-        repo.git("reset", "--hard", incumbent["commit"])
-        notes.append(f"reverted to {incumbent['commit'][:10]}")
-    figures = ""
-    if verdict.get("speedup"):
-        figures = (f" speedup={verdict['speedup']:.3f}x [{verdict['lo']:.3f}, {verdict['hi']:.3f}]"
-                   f" pairs={verdict['pairs']} sd={verdict['sd']:.1%} noise={verdict['noise']:.1%}")
+def _finish(repo: Repo, results: Path, trial: Trial, status: str, reason: str, cmp: Comparison | None,
+            neighbours: Neighbours) -> int:
+    row = trial.row(status, cmp)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    try:  # the row and the revert happen together or not at all, whatever signal arrives
+        append_row(results, row)
+        ROW_WRITTEN.append(trial.head)
+        reverted = _revert(repo, trial, status)
+    except ResultsError as e:
+        print(f"verdict: error ({e})")
+        return EXIT["harness"]
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    (trial.dir / "verdict.json").write_text(json.dumps({"status": row["status"], "reason": reason, "row": row}, indent=1) + "\n")
+    notes = [reverted] if reverted else []
+    if status in ("keep", "baseline") and not trial.args.no_asv:
+        notes.append(record_in_asv(repo, trial.dir, trial.args.asv_bench))
+    warning = neighbours.warning()
+    if warning:
+        notes.append(warning)
     label = "discard" if status == "recall" else status
-    print(f"verdict: {label} ({reason}){figures} commit={head[:10]}" + "".join(f"; {n}" for n in notes))
-    if r:
-        print(format_block(r))
+    print(f"verdict: {label} ({reason}){_figures(cmp, trial)} commit={trial.head[:10]}" + "".join(f"; {n}" for n in notes))
+    if cmp and "flat" in cmp.candidate:
+        print(format_block(_block(cmp, trial, row)))
     return EXIT[status]
+
+
+def _revert(repo: Repo, trial: Trial, status: str) -> str:
+    """Reset to the incumbent after anything but a keep, unless that would lose work; say what was done."""
+    if status in ("keep", "baseline") or not trial.incumbent:
+        return ""
+    if repo.git("rev-parse", "HEAD") == trial.head and repo.clean():
+        repo.git("reset", "--hard", trial.incumbent["commit"])
+        return f"reverted to {trial.incumbent['commit'][:10]}"
+    return (f"NOT reverted: HEAD moved or the tree changed during the trial; to revert: "
+            f"git reset --hard {trial.incumbent['commit'][:10]}")
+
+
+def _figures(cmp: Comparison | None, trial: Trial) -> str:
+    if not cmp or "combined" not in cmp.intervals:
+        return ""
+    parts = []
+    for w in ("combined", *WORKLOADS):
+        if w in cmp.intervals:
+            s, lo, hi = cmp.intervals[w].as_ratio()
+            name = "speedup" if w == "combined" else w
+            parts.append(f"{name}={s:.3f}x [{lo:.3f}, {hi:.3f}]")
+    if trial.incumbent is None:
+        parts[0] = parts[0].replace("speedup=", "vs_seed=")
+    return (" " + " ".join(parts) + f" stop={cmp.stop} rounds={cmp.rounds} "
+            f"time={time.monotonic() - trial.start:.0f}s")
+
+
+def _block(cmp: Comparison, trial: Trial, row: dict) -> dict:
+    flat = cmp.candidate["flat"]
+    return {**trial.fixture, "num_queries": flat["queries"], "recall_at_10": flat["recall_at_10"],
+            "geomean_ns_per_query": flat["geomean_ns_per_query"], "peak_mem_mb": cmp.peak_mem_mb.get("candidate"),
+            "total_seconds": time.monotonic() - trial.start, "recall_10_at_10": flat["recall_10_at_10"],
+            "status": row["status"], "geomean_cpu_ns_per_query": flat["geomean_cpu_ns_per_query"],
+            "prepare_seconds": cmp.prepare_seconds.get("candidate", {}).get("flat"),
+            "max_rel_error": flat["max_rel_error"], "threads": 1, "workload": "flat",
+            "kernel_sha256": hashlib.sha256(trial.source(trial.head).encode()).hexdigest()}
 
 
 if __name__ == "__main__":

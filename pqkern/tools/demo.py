@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pqkern-demo", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
     p.add_argument("--num-base", type=int, default=100_000, help="synthetic base vectors (default 100000)")
-    p.add_argument("--pairs", type=int, default=3, help="A/B pairs per trial (default 3)")
-    p.add_argument("--queries", type=int, default=300, help="timed queries per run (default 300)")
+    p.add_argument("--cap-seconds", type=float, default=40.0, help="each trial's paired timing cap (default 40)")
     p.add_argument("--no-asv", action="store_true", help="skip asv (no environment build, no dashboard)")
     args = p.parse_args(argv)
     start = time.monotonic()
@@ -72,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
         env["HOME"] = str(work / "home")  # asv's machine file for the demo only
         _run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", "demo"], repo, env, log)
-    trial = [sys.executable, "-m", "pqkern.bench.trial", "--pairs", str(args.pairs), "--queries", str(args.queries),
-             "--asv-bench", r"bench_kernel\.(Search|Quality)\."]  # the kernel's history; not the quick or peer suites
+    trial = [sys.executable, "-m", "pqkern.bench.trial", "--cap-seconds", str(args.cap_seconds)]
     if not use_asv:
         trial.append("--no-asv")
     steps = [(None, "baseline: the seeded scalar kernel")] + TRAJECTORY

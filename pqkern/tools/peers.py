@@ -1,19 +1,30 @@
 """Peer headroom: the kernel beside FAISS, Lance and numpy on the same codes, and the hardware floors.
 
-Every method searches the active fixture's codes with its frozen codebook, single-threaded,
-one query per call timed with ``perf_counter_ns`` (batched variants: the batch's time per
-query). FAISS gets an ``IndexPQ`` (M=16, nbits=8) with the frozen codebook installed and the
-codes added as they are; Lance gets an ``IVF_PQ`` index with one partition, a zero centroid
-and the frozen codebook, so it encodes to the same codes, searched with ``nprobes=1`` and no
-refine. The floors: one streaming pass over the code bytes, and 16 table reads per row with
-the codes already in cache. Needs the ``peers`` extra: ``pip install -e '.[peers]'``.
+``--workload flat`` (default): every method searches the active fixture's codes with its frozen
+codebook, single-threaded, one query per call timed with ``perf_counter_ns`` (batched variants:
+the batch's time per query). FAISS gets an ``IndexPQ`` (M=16, nbits=8) with the frozen codebook
+installed and the codes added as they are; Lance gets an ``IVF_PQ`` index with one partition, a
+zero centroid and the frozen codebook, so it encodes to the same codes, searched with
+``nprobes=1`` and no refine. The floors: one streaming pass over the code bytes, and 16 table
+reads per row with the codes already in cache.
+
+``--workload ivf``: the IVF_PQ layout of ``pqkern/bench/ivf.py``. Lance gets an ``IVF_PQ`` index
+on exactly its partitions, coarse centroids, residual codebook and codes (precomputed shuffle
+buffers, read back and compared), FAISS an ``IndexIVFPQ`` with the same quantizer, codebook and
+inverted lists; both and a numpy ADC search ``ivf.NPROBES`` partitions per query, and each is
+checked against the exact ADC over the probed partitions (the IVF oracle). The table also says
+how many partitions Lance's default "Auto" nprobes policy searches on these queries.
+
+Needs the ``peers`` extra: ``pip install -e '.[peers]'``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -22,10 +33,11 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from pqkern.bench import ivf as ivf_layout
 from pqkern.bench.fixture import load_fixture
 from pqkern.bench.policy import check_kernel
-from pqkern.bench.reference import adc_distances, adc_topk, tie_aware_recall
-from pqkern.bench.runner import DEFAULT_KERNEL, K, load_kernel
+from pqkern.bench.reference import adc_distances, adc_table, adc_topk, tie_aware_recall
+from pqkern.bench.runner import DEFAULT_KERNEL, K
 
 THREAD_VARS = ("OMP_NUM_THREADS", "LANCE_CPU_THREADS", "TOKIO_WORKER_THREADS", "RAYON_NUM_THREADS")
 INSTALL_HINT = "the peers need the optional extra: pip install -e '.[peers]' (faiss-cpu, pylance)"
@@ -93,9 +105,9 @@ def lance_dataset(fx, folder: Path):
     return lance.dataset(str(folder / "base.lance"))
 
 
-def lance_search(ds):
+def lance_search(ds, nprobes: int = 1):
     def search(q):
-        t = ds.to_table(nearest={"column": "vector", "q": q, "k": K, "nprobes": 1}, columns=["_rowid", "_distance"])
+        t = ds.to_table(nearest={"column": "vector", "q": q, "k": K, "nprobes": nprobes}, columns=["_rowid", "_distance"])
         return t["_rowid"].to_numpy(), t["_distance"].to_numpy()
 
     return search
@@ -141,9 +153,18 @@ def _batched(run, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.full(len(queries), per, np.int64), ids, dists
 
 
-def _kernel_search(path: Path, fx):
+def load_kernel(path: Path, name: str):
+    """Import a kernels file in this process (the peers table is tooling: no worker, no jail)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # numba's cache needs a registered module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _kernel_search(path: Path, fx, name: str):
     check_kernel(path)
-    kernel = load_kernel(str(path))
+    kernel = load_kernel(path, name)
     index = kernel.prepare(np.asarray(fx.codes), np.asarray(fx.codebook))
     return lambda q: kernel.search(index, q, K)
 
@@ -158,7 +179,8 @@ def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list
     warm = np.array(fx.base[:3], np.float32)
     warm.setflags(write=False)  # same array type as the queries: no JIT compile inside the timing
     names = [p.name if i == 0 else f"{p.name} ({p.parent.name})" for i, p in enumerate(kernel_paths)]
-    methods = {name: _kernel_search(path, fx) for name, path in zip(names, kernel_paths, strict=True)}
+    methods = {name: _kernel_search(path, fx, f"pqkern_peer_kernel_{i}")
+               for i, (name, path) in enumerate(zip(names, kernel_paths, strict=True))}
     fidx = faiss_index(codes, codebook)
     methods["faiss IndexPQ"] = lambda q: (lambda d, i: (i[0], d[0]))(*fidx.search(q[None, :], K))
     ds = lance_dataset(fx, lance_dir)
@@ -178,7 +200,7 @@ def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list
     results["lance IVF_PQ batched"] = _batched(lance_batch, qs)
     order = [*names, "faiss IndexPQ", "lance IVF_PQ per call", "lance IVF_PQ batched", "numpy ADC"]
     results = {name: results[name] for name in order}
-    gt = np.asarray(fx.groundtruth[: len(qs), :K])
+    gt = groundtruth(fx, len(qs))
     ref = [adc_topk(codes, codebook, q, K)[1] for q in qs]
     rows = []
     for name, (ns, ids, _) in results.items():
@@ -199,14 +221,179 @@ def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list
     return rows
 
 
+def groundtruth(fx, n: int) -> np.ndarray:
+    """The exact top-``K`` ids of the first ``n`` queries."""
+    return np.asarray(fx.groundtruth[:n, :K])
+
+
+# --- the IVF workload --------------------------------------------------------------------------------------------
+
+
+def lance_ivf_dataset(fx, ivf, folder: Path):
+    """A Lance dataset of the base vectors with an IVF_PQ index on exactly ``ivf``'s layout (built once, verified, cached).
+
+    The partitions and codes go in as precomputed shuffle buffers (``row_id``, ``__ivf_part_id``,
+    ``__pq_code``), which Lance stores verbatim, with our centroids and residual codebook; the
+    index is read back partition by partition and compared with ours before it is used.
+    """
+    import lance
+    import pyarrow as pa
+
+    stamp = f"{ivf.centroids_sha256} {ivf.codebook_sha256}"
+    marker = folder / "pqkern-ivf.verified"
+    if marker.is_file() and marker.read_text().strip() == stamp:
+        return lance.dataset(str(folder / "base.lance"))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    n, parts = fx.num_base, ivf.num_partitions
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(fx.base, np.float32).ravel()), 128)
+    ds = lance.write_dataset(pa.table({"vector": vectors}), str(folder / "base.lance"), max_rows_per_file=max(n, 1 << 20))
+    del vectors
+    stored = np.concatenate([ivf.partition(p).T for p in range(parts)])  # (N, 16): each stored row's code
+    schema = pa.schema([("row_id", pa.uint64()), ("__ivf_part_id", pa.uint32()), ("__pq_code", pa.list_(pa.uint8(), 16))])
+    buffers = pa.table([pa.array(np.asarray(ivf.row_ids, np.uint64)),
+                        pa.array(np.repeat(np.arange(parts, dtype=np.uint32), np.diff(ivf.offsets))),
+                        pa.FixedSizeListArray.from_arrays(pa.array(stored.ravel()), 16)], schema=schema)
+    sb = lance.write_dataset(buffers, str(folder / "shuffle.lance"), schema=schema, data_storage_version="legacy")
+    ds.create_index("vector", "IVF_PQ", metric="l2", num_partitions=parts, num_sub_vectors=16, num_bits=8,
+                    ivf_centroids=np.ascontiguousarray(ivf.centroids), pq_codebook=np.ascontiguousarray(ivf.codebook),
+                    precomputed_shuffle_buffers=[f.path for fr in sb.get_fragments() for f in fr.data_files()],
+                    precomputed_shuffle_buffers_path=str(folder / "shuffle.lance" / "data"))
+    ds = lance.dataset(str(folder / "base.lance"))
+    check_lance_ivf(ds, ivf)
+    shutil.rmtree(folder / "shuffle.lance")
+    marker.write_text(stamp + "\n")
+    return ds
+
+
+def check_lance_ivf(ds, ivf) -> None:
+    """Raise unless Lance's index holds exactly ``ivf``'s partitions, row ids and codes (stored transposed, like ours)."""
+    from lance.dataset import VectorIndexReader
+
+    reader = VectorIndexReader(ds, "vector_idx")
+    if reader.num_partitions() != ivf.num_partitions:
+        raise RuntimeError(f"Lance built {reader.num_partitions()} partitions, expected {ivf.num_partitions}")
+    for p in range(ivf.num_partitions):
+        t = reader.read_partition(p, with_vector=True)
+        a, b = int(ivf.offsets[p]), int(ivf.offsets[p + 1])
+        rows = t.column("_rowid").to_numpy().astype(np.int64)
+        codes = t.column("__pq_code").combine_chunks().values.to_numpy(zero_copy_only=False) if b > a else np.empty(0)
+        if not np.array_equal(rows, ivf.row_ids[a:b]) or not np.array_equal(codes, ivf.codes[16 * a : 16 * b]):
+            raise RuntimeError(f"Lance's IVF_PQ partition {p} differs from ours (row ids or codes)")
+
+
+def lance_auto_nprobes(ds, queries: np.ndarray) -> np.ndarray:
+    """Partitions Lance's default nprobes policy ("Auto": no ``nprobes``) searches per query, from its analyzed plan."""
+    searched = []
+    for q in queries:
+        plan = ds.scanner(nearest={"column": "vector", "q": q, "k": K}).analyze_plan()
+        searched.append(int(re.search(r"partitions_searched=(\d+)", plan).group(1)))
+    return np.array(searched)
+
+
+def faiss_ivf_index(ivf):
+    """A FAISS ``IndexIVFPQ`` with ``ivf``'s coarse quantizer, residual codebook and inverted lists, as they are."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    quantizer = faiss.IndexFlatL2(128)
+    quantizer.add(np.ascontiguousarray(ivf.centroids))
+    index = faiss.IndexIVFPQ(quantizer, 128, ivf.num_partitions, 16, 8)  # by_residual, as Lance for L2
+    index.own_fields = True
+    quantizer.this.disown()
+    faiss.copy_array_to_vector(np.ascontiguousarray(ivf.codebook).ravel(), index.pq.centroids)
+    index.is_trained = True
+    index.use_precomputed_table = 0  # a table per probed list from q - c, like Lance (no ||q - c||^2 decomposition)
+    for p in range(ivf.num_partitions):
+        a, b = int(ivf.offsets[p]), int(ivf.offsets[p + 1])
+        ids = np.ascontiguousarray(ivf.row_ids[a:b], np.int64)
+        codes = np.ascontiguousarray(ivf.partition(p).T)
+        index.invlists.add_entries(p, b - a, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+    index.ntotal = int(ivf.offsets[-1])
+    index.nprobe = ivf.nprobes
+    return index
+
+
+def numpy_ivf_search(ivf):
+    """numpy ADC over the ``nprobes`` nearest partitions (float32 centroid distances), merged by (distance, id)."""
+    centroids, codebook = np.asarray(ivf.centroids), np.asarray(ivf.codebook)
+    parts = [np.asarray(ivf.partition(p)) for p in range(ivf.num_partitions)]
+    ids = [np.asarray(ivf.row_ids[a:b]) for a, b in zip(ivf.offsets[:-1], ivf.offsets[1:], strict=True)]
+    rows = np.arange(16)[:, None]
+
+    def search(q):
+        probes = np.argsort(((centroids - q) ** 2).sum(axis=1), kind="stable")[: ivf.nprobes]
+        d = np.concatenate([((codebook - (q - centroids[p]).reshape(16, 1, 8)) ** 2).sum(axis=2)[rows, parts[p]].sum(axis=0)
+                            for p in probes])
+        g = np.concatenate([ids[p] for p in probes])
+        top = np.lexsort((g, d))[:K]
+        return g[top], d[top]
+
+    return search
+
+
+def ivf_adc(ivf, qid: int, probes: np.ndarray, ids: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Float64 ADC distances of global ``ids`` for query ``qid`` (inf for a row outside its probed partitions)."""
+    out = np.full(len(ids), np.inf)
+    residuals = np.asarray(ivf.residuals(np.array([qid]))[0], np.float64)
+    for i, g in enumerate(ids):
+        pos = int(where[g]) if 0 <= g < len(where) else -1
+        p = int(np.searchsorted(ivf.offsets, pos, side="right")) - 1
+        hit = np.flatnonzero(probes == p)
+        if pos >= 0 and hit.size:
+            code = np.asarray(ivf.partition(p)[:, pos - int(ivf.offsets[p])], np.int64)
+            out[i] = adc_table(ivf.codebook, residuals[hit[0]])[np.arange(16), code].sum()
+    return out
+
+
+def measure_ivf(fx, queries: int) -> dict:
+    """The IVF table: Lance, FAISS and numpy on the IVF layout, each checked against the IVF oracle and ground truth."""
+    ivf = ivf_layout.load_ivf(fx)
+    qs = np.asarray(fx.queries[:queries])
+    qids = np.arange(len(qs))
+    warm = np.array(fx.base[:3], np.float32)
+    ds = lance_ivf_dataset(fx, ivf, ivf.folder / "lance")
+    fidx = faiss_ivf_index(ivf)
+    methods = {
+        "lance IVF_PQ": lance_search(ds, ivf.nprobes),
+        "faiss IndexIVFPQ": lambda q: (lambda d, i: (i[0], d[0]))(*fidx.search(q[None, :], K)),
+        "numpy IVF ADC": numpy_ivf_search(ivf),
+    }
+    results = {}
+    for name, search in methods.items():
+        for w in warm:
+            search(w)
+        results[name] = timed(search, qs)
+    oracle_ids, oracle_d = ivf.oracle_topk(qids, K)
+    probes = ivf.probes(qids)
+    where = np.empty(fx.num_base, np.int64)
+    where[ivf.row_ids] = np.arange(fx.num_base)
+    gt = groundtruth(fx, len(qs))
+    r1, r10 = tie_aware_recall(fx.base, qs, oracle_ids, gt)
+    rows = [{"method": f"oracle: exact ADC, {ivf.nprobes} probes", "recall_at_10": r1, "recall_10_at_10": r10}]
+    for name, (ns, ids, _) in results.items():
+        agree = np.mean([np.allclose(np.sort(ivf_adc(ivf, j, probes[j], ids[j], where)), oracle_d[j], rtol=1e-5)
+                         for j in qids])
+        r1, r10 = tie_aware_recall(fx.base, qs, ids, gt)
+        rows.append({"method": name, "median_ns": int(np.median(ns)), "min_ns": int(ns.min()), "max_ns": int(ns.max()),
+                     "recall_at_10": r1, "recall_10_at_10": r10, "agreement": float(agree)})
+    auto = lance_auto_nprobes(ds, qs)
+    return {"fixture_id": fx.fixture_id, "num_base": fx.num_base, "workload": "ivf", "num_partitions": ivf.num_partitions,
+            "nprobes": ivf.nprobes, "queries": len(qs), "rows": rows,
+            "lance_auto_nprobes": {"median": float(np.median(auto)), "mean": float(auto.mean()), "min": int(auto.min()),
+                                   "max": int(auto.max()), "quartiles": [float(x) for x in np.percentile(auto, [25, 75])]}}
+
+
 def format_table(rows: list[dict]) -> str:
     head = f"{'method':32} {'ns/query':>12} {'range':>23} {'recall@10':>9} {'x kernel':>8} {'agrees':>7}"
     lines = [head, "-" * len(head)]
     for r in rows:
         recall = f"{r['recall_at_10']:.4f}" if "recall_at_10" in r else "-"
         agree = f"{r['agreement']:.0%}" if "agreement" in r else "-"
-        lines.append(f"{r['method']:32} {r['median_ns']:>12,} {r['min_ns']:>11,}-{r['max_ns']:<11,} {recall:>9} "
-                     f"{r['ratio_to_kernel']:>8.2f} {agree:>7}")
+        ns = (f"{r['median_ns']:>12,} {r['min_ns']:>11,}-{r['max_ns']:<11,}" if "median_ns" in r
+              else f"{'-':>12} {'-':>23}")
+        ratio = f"{r['ratio_to_kernel']:>8.2f}" if "ratio_to_kernel" in r else f"{'-':>8}"
+        lines.append(f"{r['method']:32} {ns} {recall:>9} {ratio} {agree:>7}")
     return "\n".join(lines)
 
 
@@ -216,8 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=200, help="queries timed per method (default 200)")
     p.add_argument("--kernel", type=Path, action="append",
                    help="kernels file; repeat to compare several (default: pqkern/kernels.py); ratios are to the first")
-    p.add_argument("--json", type=Path, default=Path("trials/peers.json"), help="also write the table here")
+    p.add_argument("--workload", choices=("flat", "ivf"), default="flat",
+                   help="flat (default): all codes; ivf: the IVF_PQ layout, ivf.NPROBES partitions per query")
+    p.add_argument("--json", type=Path, help="also write the table here (default: trials/peers.json, trials/peers-ivf.json)")
     args = p.parse_args(argv)
+    args.json = args.json or Path("trials/peers.json" if args.workload == "flat" else "trials/peers-ivf.json")
     single_threaded()
     try:
         import faiss  # noqa: F401
@@ -226,6 +416,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pqkern-peers: {e.name} is not installed: {INSTALL_HINT}", file=sys.stderr)
         return 1
     fx = load_fixture(args.source)
+    if args.workload == "ivf":
+        table = measure_ivf(fx, args.queries)
+        auto = table["lance_auto_nprobes"]
+        print(f"fixture {fx.fixture_id}, IVF_PQ: {table['num_partitions']} partitions, nprobes {table['nprobes']}, "
+              f"{table['queries']} queries, single-threaded")
+        print(format_table(table["rows"]))
+        print(f"lance default (Auto) nprobes on these queries: median {auto['median']:g}, mean {auto['mean']:.2f}, "
+              f"quartiles {auto['quartiles'][0]:g}-{auto['quartiles'][1]:g}, range {auto['min']}-{auto['max']}")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(table, indent=1) + "\n")
+        print(f"table: {args.json}")
+        return 0
     numba.set_num_threads(1)  # after the fixture, whose one-off build may use every core
     rows = measure(fx, args.queries, args.kernel or [DEFAULT_KERNEL], fx.cache_dir / "lance")
     print(f"fixture {fx.fixture_id}, {min(args.queries, fx.queries.shape[0])} queries, single-threaded")

@@ -1,0 +1,47 @@
+"""What every benchmark shares: the commit's kernel, measured against the frozen seed by the bench's paired engine.
+
+asv installs each commit's package into its environment, but runs the benchmarks of the
+checkout it is started from. The benchmarks take only the commit's ``pqkern/kernels.py`` (found
+in the installed package) and judge it with this checkout's immutable bench (``pqkern/bench``,
+put first on ``PYTHONPATH`` of a subprocess), so every past kernel is measured the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ROUNDS = 50  # per workload: 200 flat and 800 IVF queries, the same ones for every commit (fixed seed)
+SEED = 0
+WORKLOADS = ("flat", "ivf")
+
+
+def installed_kernel() -> Path:
+    """The commit's kernels.py as asv installed it (NotImplementedError, shown as n/a, if it has none)."""
+    spec = importlib.util.find_spec("pqkern.kernels")
+    if spec is None or not spec.origin:
+        raise NotImplementedError("this commit has no pqkern/kernels.py")
+    return Path(spec.origin)
+
+
+def measure_against_seed() -> dict:
+    """One paired run of the commit's kernel against the frozen seed on both workloads (``pqkern.bench.paired``)."""
+    kernel = installed_kernel()
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.setdefault("PQKERN_DATA", str(REPO / "data"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "paired.json"
+        cmd = [sys.executable, "-m", "pqkern.bench.paired", "--candidate", str(kernel), "--mode", "measure",
+               "--rounds", str(ROUNDS), "--seed", str(SEED), "--result-json", str(out)]
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        if not out.is_file():
+            raise RuntimeError(f"the paired run wrote no result (exit {proc.returncode}): {proc.stderr[-3000:]}")
+        result = json.loads(out.read_text())
+    result.pop("records", None)
+    return result

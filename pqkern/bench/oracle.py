@@ -1,0 +1,95 @@
+"""The judge's precomputed answers (immutable bench): the exact ADC top-k of each query, cached.
+
+The reference ADC distance of a row is the float64 sum, sub-space 0 to 15 in order, of the
+float64 table entries (``reference.adc_table``): exactly what ``reference.adc_distances``
+computes, only compiled and for every row. The top-k is ordered by (distance, id). Answers
+are computed once per fixture, in blocks of queries, by the judge (never by a worker), and
+cached beside the fixture; they depend on nothing a kernel can touch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from pqkern.bench.reference import adc_table
+
+K_ORACLE = 100
+BLOCK = 1000
+
+
+@numba.njit(cache=True)
+def _insert(best_d: np.ndarray, best_i: np.ndarray, d: float, i: int) -> None:
+    """Insert (d, i) into the sorted top list, after any equal distance (ids arrive in increasing order)."""
+    j = best_d.shape[0] - 1
+    while j > 0 and best_d[j - 1] > d:
+        best_d[j] = best_d[j - 1]
+        best_i[j] = best_i[j - 1]
+        j -= 1
+    best_d[j] = d
+    best_i[j] = i
+
+
+@numba.njit(parallel=True, cache=True)
+def adc_topk_many(codes: np.ndarray, tables: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each table (nq, 16, 256) float64: the ADC top-k over all rows of ``codes`` (16, N), by (distance, id)."""
+    nq, n = tables.shape[0], codes.shape[1]
+    kk = min(k, n)
+    out_i = np.empty((nq, kk), np.int64)
+    out_d = np.empty((nq, kk), np.float64)
+    for q in numba.prange(nq):
+        t = tables[q]
+        best_d = np.full(kk, np.inf)
+        best_i = np.full(kk, -1, np.int64)
+        for r in range(n):
+            d = t[0, codes[0, r]]
+            for s in range(1, 16):
+                d += t[s, codes[s, r]]
+            if d < best_d[kk - 1]:
+                _insert(best_d, best_i, d, r)
+        out_i[q] = best_i
+        out_d[q] = best_d
+    return out_i, out_d
+
+
+def flat_topk(codes: np.ndarray, codebook: np.ndarray, queries: np.ndarray, k: int = K_ORACLE):
+    """``(ids (nq, k) int64, dists (nq, k) float64)``: the exact ADC top-k of each query over all rows."""
+    tables = np.stack([adc_table(codebook, q) for q in queries]) if len(queries) else np.empty((0, 16, 256))
+    return adc_topk_many(np.ascontiguousarray(codes), tables, k)
+
+
+def cached_flat_topk(fx, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The flat oracle for the first ``n`` queries of ``fx``, computed in blocks of 1,000 and cached in its folder."""
+    folder = fx.cache_dir / "oracle"
+    folder.mkdir(exist_ok=True)
+    ids, dists = [], []
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, fx.queries.shape[0])
+        path = folder / f"flat-{fx.codebook_sha256[:16]}-k{K_ORACLE}-q{start}-{stop}.npz"
+        block = _load(path, stop - start)
+        if block is None:
+            block = flat_topk(fx.codes, fx.codebook, np.asarray(fx.queries[start:stop]))
+            _save(path, *block)
+        ids.append(block[0])
+        dists.append(block[1])
+    return np.concatenate(ids)[:n], np.concatenate(dists)[:n]
+
+
+def _load(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            ids, dists = z["ids"], z["dists"]
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable: recompute (it is derived data)
+    return (ids, dists) if ids.shape[0] == rows and dists.shape == ids.shape else None
+
+
+def _save(path: Path, ids: np.ndarray, dists: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, ids=ids, dists=dists)
+    os.replace(tmp, path)

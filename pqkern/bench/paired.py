@@ -1,0 +1,306 @@
+"""Paired, interleaved timing of two kernels (immutable bench): the engine behind the trial's verdict and asv's speed-up.
+
+Each kernel runs in its own jailed worker (``session.KernelProcess``), so neither can reach the
+other's module, dispatchers, index or numba configuration. The judge (this process) drives
+them in rounds. In each round, for each workload, it takes the next block of queries from a
+random permutation of the query pool and has both kernels search that block, in a random
+order, each block led by one untimed call on a base vector so that each kernel's working
+set is as warm as a runner run leaves it. Every result of both kernels is checked
+(``workloads.py``); per query, ``x = ln(cpu_incumbent / cpu_candidate)`` (CPU time of the
+worker process around the call: time spent descheduled on a shared machine is not the
+kernel's), and the round's observation per workload is the block's mean ``x``. Shared noise
+(another process on the core, frequency changes) hits both kernels of a pair alike and cancels.
+
+``decide`` stops as soon as the confidence sequences (``sequential.py``) settle the keep rule:
+
+- keep: the geometric mean of the workloads' speed-ups is above ``MIN_GAIN`` (99% confident),
+  and neither workload is slower by more than ``MAX_LOSS`` (99% confident it is not);
+- discard: the combined speed-up is confidently below ``MIN_GAIN`` ("slower" when below 1,
+  "within" otherwise), or a workload is confidently slower than ``MAX_LOSS``;
+- otherwise, at the cap (rounds, queries or seconds), discard as "cap".
+
+``measure`` runs a fixed number of rounds and only reports (the baseline, asv, upstream page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pqkern.bench import sequential
+from pqkern.bench.reference import tie_aware_recall
+from pqkern.bench.session import Block, KernelProcess, WorkerFailure
+from pqkern.bench.worker import ContractError
+from pqkern.bench.workloads import WORKLOADS, K, make
+
+MIN_GAIN = math.log(1.01)
+MAX_LOSS = math.log(0.98)
+POOL = 1000
+BLOCK = {"flat": 4, "ivf": 16}
+CAP_SECONDS = 40.0
+TOLERANCE = 0.01
+SEED_KERNEL = Path(__file__).resolve().parent / "seed_kernel.py"
+
+
+def _geomean(values: list[int]) -> int | None:
+    return int(round(math.exp(np.mean(np.log(np.maximum(values, 1)))))) if values else None
+
+
+@dataclass
+class KernelFigures:
+    """What one kernel did on one workload over the queries of a comparison."""
+
+    wall_ns: list[int] = field(default_factory=list)
+    cpu_ns: list[int] = field(default_factory=list)
+    ids: list[np.ndarray] = field(default_factory=list)
+    qids: list[int] = field(default_factory=list)
+    max_rel_error: float = 0.0
+    rank_problem: str = ""
+
+    def summary(self, fx, oracle_ids: np.ndarray) -> dict:
+        qids = np.asarray(self.qids)
+        found = np.concatenate(self.ids) if self.ids else np.empty((0, K), np.int64)
+        recall = tie_aware_recall(fx.base, fx.queries[qids], found, fx.groundtruth[qids, :K], at=K) if qids.size else (0, 0)
+        ref = tie_aware_recall(fx.base, fx.queries[qids], oracle_ids[qids, :K], fx.groundtruth[qids, :K], at=K) \
+            if qids.size else (0, 0)
+        return {"queries": int(qids.size), "geomean_ns_per_query": _geomean(self.wall_ns),
+                "geomean_cpu_ns_per_query": _geomean(self.cpu_ns),
+                "recall_at_10": recall[0], "recall_10_at_10": recall[1], "reference_recall_at_10": ref[0],
+                "max_rel_error": self.max_rel_error}
+
+
+@dataclass
+class Comparison:
+    """The outcome of a paired comparison: decision, intervals and both kernels' figures."""
+
+    decision: str  # keep, discard, measured, crash, timeout, harness
+    stop: str  # faster, slower, within, loss:<workload>, cap, measured, or the failure's stage
+    reason: str
+    intervals: dict[str, sequential.Interval]  # per workload and "combined"
+    candidate: dict[str, dict] = field(default_factory=dict)
+    incumbent: dict[str, dict] = field(default_factory=dict)
+    prepare_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    peak_mem_mb: dict[str, float] = field(default_factory=dict)
+    rounds: int = 0
+    seconds: float = 0.0
+    contract_problem: str = ""  # a top-k that is not the nearest by ADC (reported after recall, the clearer message)
+    records: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"decision": self.decision, "stop": self.stop, "reason": self.reason, "rounds": self.rounds,
+                "contract_problem": self.contract_problem,
+                "seconds": round(self.seconds, 3),
+                "intervals": {w: dict(zip(("speedup", "lo", "hi"), iv.as_ratio(), strict=True), rounds=iv.rounds, sd=iv.sd)
+                              for w, iv in self.intervals.items()},
+                "candidate": self.candidate, "incumbent": self.incumbent, "prepare_seconds": self.prepare_seconds,
+                "peak_mem_mb": self.peak_mem_mb, "records": self.records}
+
+
+def rule(intervals: dict[str, sequential.Interval], workloads: list[str]) -> tuple[str, str] | None:
+    """The keep rule on the current intervals: ``(decision, stop)``, or None to go on."""
+    comb = intervals["combined"]
+    for w in workloads:
+        if intervals[w].hi < MAX_LOSS:
+            return "discard", f"loss:{w}"
+    if comb.lo > MIN_GAIN and all(intervals[w].lo > MAX_LOSS for w in workloads):
+        return "keep", "faster"
+    if comb.hi < 0:
+        return "discard", "slower"
+    if comb.hi < MIN_GAIN:
+        return "discard", "within"
+    return None
+
+
+def explain(decision: str, stop: str) -> str:
+    return {
+        "faster": f"faster: 99% confident of a gain above {math.exp(MIN_GAIN) - 1:.0%} with no workload slower by "
+                  f"{1 - math.exp(MAX_LOSS):.0%}",
+        "slower": "slower",
+        "within": f"not faster: 99% confident the gain is below {math.exp(MIN_GAIN) - 1:.0%}",
+        "cap": "not significant: undecided at the cap",
+        "measured": "measured",
+    }.get(stop, f"slower on {stop[5:]}: 99% confident of a loss above {1 - math.exp(MAX_LOSS):.0%}" if stop.startswith("loss:")
+          else stop)
+
+
+class _Side:
+    """One kernel's worker and its figures per workload."""
+
+    def __init__(self, label: str, source: str, wls: dict, warm: np.ndarray, deadline: float, jail: bool, threads: int):
+        self.label = label
+        self.proc = KernelProcess(label, source, {w: wl.files for w, wl in wls.items()}, warm, K, deadline,
+                                  threads=threads, jail=jail)
+        self.figures = {w: KernelFigures() for w in wls}
+
+    def search(self, wl, qids: np.ndarray, warm_vec: np.ndarray) -> Block:
+        queries, probes = wl.request(qids, warm_vec)
+        return self.proc.search(wl.name, queries, probes, warm=True)
+
+
+def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[str] | tuple[str, ...] = WORKLOADS, *,
+            mode: str = "decide", rounds: int | None = None, cap_seconds: float = CAP_SECONDS, time_budget: float = 600.0,
+            seed: int | None = None, pool: int = POOL, jail: bool = True, threads: int = 1, log=None) -> Comparison:
+    """Compare two kernel sources on ``fx`` (see the module docstring); never raises for a kernel's failure."""
+    start = time.monotonic()
+    log = log or (lambda msg: None)
+    rng = np.random.default_rng(seed)
+    wls = {w: make(w, fx) for w in workloads}
+    pool = min(pool, fx.queries.shape[0])
+    warm = _warm_vectors(fx)
+    deadline = start + time_budget
+    sides = {"incumbent": _Side("incumbent", incumbent_source, wls, warm, deadline, jail, threads),
+             "candidate": _Side("candidate", candidate_source, wls, warm, deadline, jail, threads)}
+    cmp = Comparison("measured", "measured", "", {})
+    try:
+        for wl in wls.values():
+            wl.load_oracle(pool)
+        for label, side in sides.items():
+            try:
+                cmp.prepare_seconds[label] = {w: ns / 1e9 for w, ns in side.proc.ready().items()}
+            except WorkerFailure as e:
+                return _failed(cmp, label, e, start)
+        order = {w: rng.permutation(pool) for w in workloads}
+        per_round: dict[str, list[float]] = {w: [] for w in workloads}
+        combined: list[float] = []
+        max_rounds = min(pool // BLOCK[w] for w in workloads)
+        if rounds is not None:
+            max_rounds = min(max_rounds, rounds)
+        paired_start = time.monotonic()
+        for t in range(max_rounds):
+            means = []
+            for w in workloads:
+                qids = order[w][t * BLOCK[w]: (t + 1) * BLOCK[w]]
+                first = ("incumbent", "candidate") if rng.random() < 0.5 else ("candidate", "incumbent")
+                blocks = {}
+                for label in first:
+                    try:
+                        blocks[label] = sides[label].search(wls[w], qids, warm[(t + len(blocks)) % len(warm)])
+                        _judge_block(fx, wls[w], sides[label].figures[w], qids, blocks[label])
+                    except (WorkerFailure, ContractError) as e:
+                        return _failed(cmp, label, e, start)
+                x = np.log(np.maximum(blocks["incumbent"].cpu_ns, 1) / np.maximum(blocks["candidate"].cpu_ns, 1))
+                means.append(float(x.mean()))
+                per_round[w].append(means[-1])
+                for j, qi in enumerate(qids):
+                    cmp.records.append({"round": t, "workload": w, "query": int(qi), "first": first[0],
+                                        "incumbent_cpu_ns": int(blocks["incumbent"].cpu_ns[j]),
+                                        "candidate_cpu_ns": int(blocks["candidate"].cpu_ns[j]),
+                                        "incumbent_wall_ns": int(blocks["incumbent"].wall_ns[j]),
+                                        "candidate_wall_ns": int(blocks["candidate"].wall_ns[j])})
+            combined.append(float(np.mean(means)))
+            cmp.intervals = {w: sequential.interval(per_round[w]) for w in workloads}
+            cmp.intervals["combined"] = sequential.interval(combined)
+            cmp.rounds = t + 1
+            if (t + 1) % 10 == 0:
+                log(_progress(cmp, workloads))
+            if mode == "decide" and t + 1 >= sequential.MIN_ROUNDS:
+                outcome = rule(cmp.intervals, list(workloads))
+                if outcome:
+                    cmp.decision, cmp.stop = outcome
+                    break
+                if time.monotonic() - paired_start > cap_seconds:
+                    cmp.decision, cmp.stop = "discard", "cap"
+                    break
+        else:
+            if mode == "decide":
+                cmp.decision, cmp.stop = "discard", "cap"
+        for label, side in sides.items():
+            try:
+                cmp.peak_mem_mb[label] = side.proc.finish() / 1024
+            except WorkerFailure as e:
+                return _failed(cmp, label, e, start)
+        for w, wl in wls.items():
+            cmp.candidate[w] = sides["candidate"].figures[w].summary(fx, wl.oracle_ids)
+            cmp.incumbent[w] = sides["incumbent"].figures[w].summary(fx, wl.oracle_ids)
+        cmp.contract_problem = next((sides["candidate"].figures[w].rank_problem for w in workloads
+                                     if sides["candidate"].figures[w].rank_problem), "")
+        if sides["incumbent"].figures and any(sides["incumbent"].figures[w].rank_problem for w in workloads):
+            cmp.decision, cmp.stop = "harness", "contract"
+            cmp.reason = "the incumbent failed: " + next(sides["incumbent"].figures[w].rank_problem for w in workloads
+                                                         if sides["incumbent"].figures[w].rank_problem)
+        else:
+            cmp.reason = explain(cmp.decision, cmp.stop)
+        cmp.seconds = time.monotonic() - start
+        return cmp
+    finally:
+        for side in sides.values():
+            side.proc.close()
+
+
+def _judge_block(fx, wl, figures: KernelFigures, qids: np.ndarray, block: Block) -> None:
+    found, worst, problem = wl.judge(qids, block.ids, block.dists, TOLERANCE)
+    figures.ids.append(found)
+    figures.qids.extend(int(q) for q in qids)
+    figures.wall_ns.extend(int(v) for v in block.wall_ns)
+    figures.cpu_ns.extend(int(v) for v in block.cpu_ns)
+    figures.max_rel_error = max(figures.max_rel_error, worst)
+    figures.rank_problem = figures.rank_problem or problem
+
+
+def _failed(cmp: Comparison, label: str, e: Exception, start: float) -> Comparison:
+    kind = getattr(e, "kind", "contract")
+    cmp.seconds = time.monotonic() - start
+    if kind == "timeout":
+        e = f"time budget {e}"
+    if label == "incumbent":
+        cmp.decision, cmp.stop, cmp.reason = "harness", kind, f"the incumbent failed: {e}"
+    else:
+        cmp.decision = {"timeout": "timeout", "harness": "harness"}.get(kind, "crash")
+        cmp.stop, cmp.reason = kind, str(e)
+    return cmp
+
+
+def _warm_vectors(fx, count: int = 8) -> np.ndarray:
+    start = fx.num_base // 2
+    return np.asarray(fx.base[start: start + count], np.float32)
+
+
+def _progress(cmp: Comparison, workloads) -> str:
+    parts = [f"{w} {iv.as_ratio()[0]:.3f}x [{iv.as_ratio()[1]:.3f}, {iv.as_ratio()[2]:.3f}]"
+             for w, iv in cmp.intervals.items() if w in workloads or w == "combined"]
+    return f"round {cmp.rounds}: " + "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pqkern.bench.paired", description=__doc__.split("\n")[0])
+    p.add_argument("--candidate", required=True, help="kernels file to judge")
+    p.add_argument("--incumbent", default="seed", help="kernels file to compare with (default: the frozen seed)")
+    p.add_argument("--workload", action="append", choices=WORKLOADS, help="workload(s) (default: both)")
+    p.add_argument("--mode", choices=("decide", "measure"), default="measure")
+    p.add_argument("--rounds", type=int, help="at most this many rounds (measure: exactly, if the pool allows)")
+    p.add_argument("--seed", type=int, help="random seed (default: fresh)")
+    p.add_argument("--source", help="fixture source (default: the runner's default)")
+    p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS)
+    p.add_argument("--no-jail", action="store_true")
+    p.add_argument("--result-json", help="write the comparison here")
+    args = p.parse_args(argv)
+    from pqkern.bench.fixture import FixtureError, load_fixture
+    from pqkern.bench.policy import PolicyError, check_kernel
+
+    inc = SEED_KERNEL if args.incumbent == "seed" else Path(args.incumbent)
+    try:
+        for path in (inc, Path(args.candidate)):
+            check_kernel(path)
+        fx = load_fixture(args.source)
+    except (OSError, PolicyError, FixtureError) as e:
+        print(f"paired: {e}", file=sys.stderr)
+        return 1
+    cmp = compare(fx, inc.read_text(), Path(args.candidate).read_text(), tuple(args.workload or WORKLOADS), mode=args.mode,
+                  rounds=args.rounds, cap_seconds=args.cap_seconds, seed=args.seed, jail=not args.no_jail,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    out = cmp.to_json()
+    print(json.dumps({k: v for k, v in out.items() if k != "records"}, indent=1))
+    if args.result_json:
+        Path(args.result_json).write_text(json.dumps(out) + "\n")
+    return 0 if cmp.decision in ("keep", "discard", "measured") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
