@@ -1,4 +1,4 @@
-"""The peer headroom table on the smoke fixture, with real FAISS and real Lance."""
+"""The peer headroom tables (flat on the smoke fixture, IVF on a 20k synthetic one), with real FAISS and real Lance."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import small_fixture_env
 
 pytest.importorskip("faiss", reason="faiss-cpu is not installed (pip install -e '.[peers]')")
 pytest.importorskip("lance", reason="pylance is not installed (pip install -e '.[peers]')")
@@ -25,3 +26,21 @@ def test_peers_agree_with_the_reference_adc(data_dir, tmp_path):
     for name in ("floor: one pass over the codes", "floor: 16 table reads per row"):
         assert rows[name]["median_ns"] > 0 and "recall_at_10" not in rows[name]
     assert "faiss IndexPQ" in p.stdout and "x kernel" in p.stdout
+
+
+def test_ivf_peers_agree_with_the_ivf_oracle(data_dir, tmp_path):
+    out = tmp_path / "peers-ivf.json"
+    p = subprocess.run([sys.executable, "-m", "pqkern.tools.peers", "--workload", "ivf", "--queries", "50", "--json", str(out)],
+                       capture_output=True, text=True, timeout=900, env=small_fixture_env(data_dir))
+    assert p.returncode == 0, p.stderr
+    table = json.loads(out.read_text())
+    assert table["workload"] == "ivf" and table["num_partitions"] == 2 and table["nprobes"] == 2
+    rows = {r["method"]: r for r in table["rows"]}
+    oracle = rows.pop("oracle: exact ADC, 2 probes")
+    assert set(rows) == {"lance IVF_PQ", "faiss IndexIVFPQ", "numpy IVF ADC"}
+    for name, row in rows.items():
+        assert row["agreement"] == 1.0, name  # the same residual ADC over the same probed partitions
+        assert abs(row["recall_at_10"] - oracle["recall_at_10"]) <= 0.01, name
+        assert row["median_ns"] > 0
+    assert table["lance_auto_nprobes"]["min"] >= 1
+    assert "faiss IndexIVFPQ" in p.stdout and "Auto" in p.stdout

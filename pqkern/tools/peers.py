@@ -385,15 +385,16 @@ def measure_ivf(fx, queries: int) -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'method':32} {'ns/query':>12} {'range':>23} {'recall@10':>9} {'x kernel':>8} {'agrees':>7}"
+    """The rows as a text table; the ``x kernel`` column only when the rows have ratios (the flat table)."""
+    ratios = any("ratio_to_kernel" in r for r in rows)
+    head = f"{'method':32} {'ns/query':>12} {'range':>23} {'recall@10':>9}{' x kernel' if ratios else ''} {'agrees':>7}"
     lines = [head, "-" * len(head)]
     for r in rows:
         recall = f"{r['recall_at_10']:.4f}" if "recall_at_10" in r else "-"
         agree = f"{r['agreement']:.0%}" if "agreement" in r else "-"
-        ns = (f"{r['median_ns']:>12,} {r['min_ns']:>11,}-{r['max_ns']:<11,}" if "median_ns" in r
-              else f"{'-':>12} {'-':>23}")
-        ratio = f"{r['ratio_to_kernel']:>8.2f}" if "ratio_to_kernel" in r else f"{'-':>8}"
-        lines.append(f"{r['method']:32} {ns} {recall:>9} {ratio} {agree:>7}")
+        ns = f"{r['median_ns']:>12,} {r['min_ns']:>11,}-{r['max_ns']:<11,}" if "median_ns" in r else f"{'-':>12} {'-':>23}"
+        ratio = (f" {r['ratio_to_kernel']:>8.2f}" if "ratio_to_kernel" in r else f" {'-':>8}") if ratios else ""
+        lines.append(f"{r['method']:32} {ns} {recall:>9}{ratio} {agree:>7}")
     return "\n".join(lines)
 
 
