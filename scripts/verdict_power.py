@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""How often does pqkern-trial keep an identical kernel (A/A), a ~5% and a ~20% faster one?
+"""How often does pqkern-trial keep an identical kernel (A/A), and kernels exactly x% faster or slower?
 
-In a scratch clone of this repository it seeds the branch with a deliberately slowed copy
-of the seeded kernel (extra scan passes whose result is discarded), records the baseline,
-then for each scenario commits a candidate, runs the real trial, reads the verdict, and
-resets to the incumbent before the next try:
+In a scratch clone of this repository it commits a controlled incumbent, records the baseline,
+then for each scenario commits a candidate, runs the real trial, reads the verdict, and resets to
+the incumbent before the next try. The controlled kernels run the seed's whole search ``reps``
+times per call and return the last result, so the work, on both workloads, is exactly
+proportional to ``reps``:
 
-  aa     the incumbent's own kernel (a comment changed)         -> must never be kept
-  5pct   the seed with fewer extra passes (about 5% less work)  -> kept how often?
-  20pct  the seed with no extra passes (about 20% less work)    -> kept how often?
+  aa        reps 20 -> 20 (a comment changed)   must never be kept
+  faster5   reps 20 -> 19 (5.3% less work)       kept how often?
+  faster3   reps 33 -> 32 (3.1% less work)       kept how often?
+  slower3   reps 32 -> 33 (3.1% more work)       must never be kept
 
-    scripts/verdict_power.py --aa 20 --small 10 --large 10 [--source synthetic] [--workdir DIR]
+    scripts/verdict_power.py --trials 20 [--scenario aa --scenario faster3 ...] [--load] [--workdir DIR]
 
-Fixture sizes come from the usual PQKERN_* variables (PQKERN_NUM_BASE etc.).
+``--load`` holds a CPU-bound process on the other CPU for the whole run (the trial is pinned to
+the first CPU, the load to the second). The fixture comes from the usual variables, e.g.
+PQKERN_SOURCE=synthetic PQKERN_NUM_BASE=50000 PQKERN_NUM_QUERIES=2000 PQKERN_NUM_LEARN=20000.
+Prints one line per trial and a summary per scenario: kept / trials, the decisions, the median
+speed-up and the wall time per trial (median and max).
 """
 
 from __future__ import annotations
@@ -24,88 +30,92 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-EXTRA = '''
-
-@numba.njit
-def _extra(codes, table, passes):
-    n = codes.shape[1]
-    scratch = np.zeros(n, np.float32)
-    for p in range(passes):
-        s = p % M
-        for r in range(n):
-            scratch[r] += table[s, codes[s, r]]
-    return scratch[n - 1] if passes else np.float32(0.0)
-
+SCENARIOS = {"aa": (20, 20), "faster5": (20, 19), "faster3": (33, 32), "slower3": (32, 33)}
+REPEAT = '''
 
 def search(index, query, k):
     codes, codebook = index
-    table = _distance_table(query, codebook)
-    if _extra(codes, table, EXTRA_PASSES) < -1.0:  # never: table entries are non-negative
-        raise AssertionError
-    return _top_k(_accumulate(codes, table), k)
+    for _ in range(REPS - 1):
+        _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
+    return _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
 '''
 
 
-def variant(seed: str, passes: int, tag: str) -> str:
-    body = seed[: seed.index("\ndef search(")]
-    return body + EXTRA.replace("EXTRA_PASSES", str(passes)) + f"\n# variant {tag}\n"
+def variant(seed: str, reps: int, tag: str) -> str:
+    """The seed kernel, its search repeated ``reps`` times per call."""
+    return seed[: seed.index("\ndef search(")] + REPEAT.replace("REPS", str(reps)) + f"\n# variant {tag}\n"
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["git", "-c", "user.name=power", "-c", "user.email=power@example.invalid", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
 
 
-def trial(repo: Path, description: str, extra: list[str]) -> tuple[int, str]:
-    p = subprocess.run([sys.executable, "-m", "pqkern.bench.trial", description, "--no-asv", *extra], cwd=repo,
+def trial(repo: Path, description: str, extra: list[str], cpu: int | None) -> tuple[int, str, float]:
+    start = time.monotonic()
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    p = subprocess.run([*pin, sys.executable, "-m", "pqkern.bench.trial", description, "--no-asv", *extra], cwd=repo,
                        capture_output=True, text=True)
-    line = next((x for x in p.stdout.splitlines() if x.startswith("verdict:")), p.stdout + p.stderr)
-    return p.returncode, line
+    line = next((x for x in p.stdout.splitlines() if x.startswith("verdict:")), (p.stdout + p.stderr).strip()[-300:])
+    return p.returncode, line, time.monotonic() - start
+
+
+def start_load() -> subprocess.Popen:
+    """A CPU-bound process held on the second CPU."""
+    return subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--aa", type=int, default=20)
-    ap.add_argument("--small", type=int, default=10, help="trials of the ~5%% faster kernel")
-    ap.add_argument("--large", type=int, default=10, help="trials of the ~20%% faster kernel")
-    ap.add_argument("--slow-passes", type=int, default=4, help="extra passes in the incumbent (default 4)")
+    ap.add_argument("--trials", type=int, default=20, help="trials per scenario (default 20)")
+    ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="scenarios to run (default all)")
+    ap.add_argument("--load", action="store_true", help="hold a CPU-bound process on the other CPU while trials run")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("trial_args", nargs="*", help="passed to pqkern-trial (after --)")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="verdict-power-"))
     repo = work / "repo"
     subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
-    env_git = ["-c", "user.name=power", "-c", "user.email=power@example.invalid"]
-    seed = (repo / "pqkern" / "kernels.py").read_text()
-
-    def commit(source: str, message: str) -> str:
-        (repo / "pqkern" / "kernels.py").write_text(source)
-        subprocess.run(["git", *env_git, "commit", "-qam", message], cwd=repo, check=True)
-        return git(repo, "rev-parse", "HEAD")
-
-    incumbent = commit(variant(seed, args.slow_passes, "incumbent"), "incumbent: slowed seed")
-    code, line = trial(repo, "baseline", args.trial_args)
-    print(f"baseline: exit {code}: {line}", flush=True)
-    small = max(args.slow_passes - 1, 0)  # one extra pass is about 5% of the seed's scan
-    scenarios = [("aa", args.aa, args.slow_passes), ("5pct", args.small, small), ("20pct", args.large, 0)]
-    for name, count, passes in scenarios:
-        kept, ratios = 0, []
-        for i in range(count):
-            commit(variant(seed, passes, f"{name}-{i}") if name != "aa" else
-                   variant(seed, args.slow_passes, "incumbent") + f"# try {i}\n", f"{name} {i}")
-            code, line = trial(repo, f"{name} {i}", args.trial_args)
-            kept += code == 0
-            m = re.search(r"speedup=([\d.]+)x", line)
-            if m:
-                ratios.append(float(m.group(1)))
-            print(f"{name} {i}: exit {code}: {line}", flush=True)
-            git(repo, "reset", "-q", "--hard", incumbent)
-        if ratios:
-            print(f"SUMMARY {name}: kept {kept}/{count}; speedup median {statistics.median(ratios):.3f} "
-                  f"min {min(ratios):.3f} max {max(ratios):.3f}", flush=True)
-    print(f"results: {repo / 'results.tsv'}")
+    seed = (repo / "pqkern" / "bench" / "seed_kernel.py").read_text()
+    load = start_load() if args.load else None
+    cpu = 0 if args.load else None
+    print(f"workdir {work}; load: {'a spin loop on CPU 1, trials on CPU 0' if load else 'none'}", flush=True)
+    try:
+        for name in args.scenario or list(SCENARIOS):
+            inc_reps, cand_reps = SCENARIOS[name]
+            git(repo, "checkout", "-q", "-B", f"autoresearch/power-{name}", "origin/HEAD")
+            (repo / "results.tsv").unlink(missing_ok=True)
+            (repo / "pqkern" / "kernels.py").write_text(variant(seed, inc_reps, "incumbent"))
+            git(repo, "commit", "-qam", f"incumbent: seed x{inc_reps}")
+            incumbent = git(repo, "rev-parse", "HEAD")
+            code, line, secs = trial(repo, "baseline", args.trial_args, cpu)
+            print(f"{name} baseline: exit {code} {secs:.0f}s {line}", flush=True)
+            kept, decisions, ratios, times = 0, {}, [], []
+            for i in range(args.trials):
+                (repo / "pqkern" / "kernels.py").write_text(variant(seed, cand_reps, f"{name}-{i}"))
+                git(repo, "commit", "-qam", f"{name} {i}: seed x{cand_reps}")
+                code, line, secs = trial(repo, f"{name} {i}", args.trial_args, cpu)
+                kept += code == 0
+                stop = re.search(r" stop=(\S+)", line)
+                decisions[stop.group(1) if stop else f"exit {code}"] = decisions.get(stop.group(1) if stop else f"exit {code}",
+                                                                                      0) + 1
+                m = re.search(r" speedup=([\d.]+)x", line)
+                if m:
+                    ratios.append(float(m.group(1)))
+                times.append(secs)
+                print(f"{name} {i}: exit {code} {secs:.0f}s {line}", flush=True)
+                git(repo, "reset", "-q", "--hard", incumbent)
+            expected = inc_reps / cand_reps
+            print(f"SUMMARY {name}: kept {kept}/{args.trials}; expected speed-up {expected:.3f}; decisions {decisions}; "
+                  f"speed-up median {statistics.median(ratios) if ratios else float('nan'):.3f}; "
+                  f"seconds per trial median {statistics.median(times):.0f} max {max(times):.0f}", flush=True)
+    finally:
+        if load:
+            load.kill()
     return 0
 
 

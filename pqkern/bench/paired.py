@@ -64,12 +64,13 @@ class KernelFigures:
     max_rel_error: float = 0.0
     rank_problem: str = ""
 
-    def summary(self, fx, oracle_ids: np.ndarray) -> dict:
+    def summary(self, fx, oracle_ids: np.ndarray, k: int = K) -> dict:
+        """Geomean times and recall@k (the kernel's, and the exact ADC's on the same queries)."""
         qids = np.asarray(self.qids)
-        found = np.concatenate(self.ids) if self.ids else np.empty((0, K), np.int64)
-        recall = tie_aware_recall(fx.base, fx.queries[qids], found, fx.groundtruth[qids, :K], at=K) if qids.size else (0, 0)
-        ref = tie_aware_recall(fx.base, fx.queries[qids], oracle_ids[qids, :K], fx.groundtruth[qids, :K], at=K) \
-            if qids.size else (0, 0)
+        found = np.concatenate(self.ids) if self.ids else np.empty((0, k), np.int64)
+        gt = fx.groundtruth[qids, :k] if qids.size else None
+        recall = tie_aware_recall(fx.base, fx.queries[qids], found, gt, at=k) if qids.size else (0, 0)
+        ref = tie_aware_recall(fx.base, fx.queries[qids], oracle_ids[qids, :k], gt, at=k) if qids.size else (0, 0)
         return {"queries": int(qids.size), "geomean_ns_per_query": _geomean(self.wall_ns),
                 "geomean_cpu_ns_per_query": _geomean(self.cpu_ns),
                 "recall_at_10": recall[0], "recall_10_at_10": recall[1], "reference_recall_at_10": ref[0],
@@ -106,13 +107,13 @@ class Comparison:
 def rule(intervals: dict[str, sequential.Interval], workloads: list[str]) -> tuple[str, str] | None:
     """The keep rule on the current intervals: ``(decision, stop)``, or None to go on."""
     comb = intervals["combined"]
+    if comb.hi < 0:
+        return "discard", "slower"
     for w in workloads:
         if intervals[w].hi < MAX_LOSS:
             return "discard", f"loss:{w}"
     if comb.lo > MIN_GAIN and all(intervals[w].lo > MAX_LOSS for w in workloads):
         return "keep", "faster"
-    if comb.hi < 0:
-        return "discard", "slower"
     if comb.hi < MIN_GAIN:
         return "discard", "within"
     return None
@@ -133,9 +134,10 @@ def explain(decision: str, stop: str) -> str:
 class _Side:
     """One kernel's worker and its figures per workload."""
 
-    def __init__(self, label: str, source: str, wls: dict, warm: np.ndarray, deadline: float, jail: bool, threads: int):
+    def __init__(self, label: str, source: str, wls: dict, warm: np.ndarray, deadline: float, jail: bool, threads: int,
+                 k: int):
         self.label = label
-        self.proc = KernelProcess(label, source, {w: wl.files for w, wl in wls.items()}, warm, K, deadline,
+        self.proc = KernelProcess(label, source, {w: wl.files for w, wl in wls.items()}, warm, k, deadline,
                                   threads=threads, jail=jail)
         self.figures = {w: KernelFigures() for w in wls}
 
@@ -146,17 +148,18 @@ class _Side:
 
 def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[str] | tuple[str, ...] = WORKLOADS, *,
             mode: str = "decide", rounds: int | None = None, cap_seconds: float = CAP_SECONDS, time_budget: float = 600.0,
-            seed: int | None = None, pool: int = POOL, jail: bool = True, threads: int = 1, log=None) -> Comparison:
+            seed: int | None = None, pool: int = POOL, jail: bool = True, threads: int = 1, k: int = K,
+            log=None) -> Comparison:
     """Compare two kernel sources on ``fx`` (see the module docstring); never raises for a kernel's failure."""
     start = time.monotonic()
     log = log or (lambda msg: None)
     rng = np.random.default_rng(seed)
-    wls = {w: make(w, fx) for w in workloads}
+    wls = {w: make(w, fx, k) for w in workloads}
     pool = min(pool, fx.queries.shape[0])
     warm = _warm_vectors(fx)
     deadline = start + time_budget
-    sides = {"incumbent": _Side("incumbent", incumbent_source, wls, warm, deadline, jail, threads),
-             "candidate": _Side("candidate", candidate_source, wls, warm, deadline, jail, threads)}
+    sides = {"incumbent": _Side("incumbent", incumbent_source, wls, warm, deadline, jail, threads, k),
+             "candidate": _Side("candidate", candidate_source, wls, warm, deadline, jail, threads, k)}
     cmp = Comparison("measured", "measured", "", {})
     try:
         for wl in wls.values():
@@ -217,8 +220,8 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
             except WorkerFailure as e:
                 return _failed(cmp, label, e, start)
         for w, wl in wls.items():
-            cmp.candidate[w] = sides["candidate"].figures[w].summary(fx, wl.oracle_ids)
-            cmp.incumbent[w] = sides["incumbent"].figures[w].summary(fx, wl.oracle_ids)
+            cmp.candidate[w] = sides["candidate"].figures[w].summary(fx, wl.oracle_ids, k)
+            cmp.incumbent[w] = sides["incumbent"].figures[w].summary(fx, wl.oracle_ids, k)
         cmp.contract_problem = next((sides["candidate"].figures[w].rank_problem for w in workloads
                                      if sides["candidate"].figures[w].rank_problem), "")
         if sides["incumbent"].figures and any(sides["incumbent"].figures[w].rank_problem for w in workloads):
@@ -278,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, help="random seed (default: fresh)")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS)
+    p.add_argument("--k", type=int, default=K, help=f"neighbours per query (default {K})")
     p.add_argument("--no-jail", action="store_true")
     p.add_argument("--result-json", help="write the comparison here")
     args = p.parse_args(argv)
@@ -293,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paired: {e}", file=sys.stderr)
         return 1
     cmp = compare(fx, inc.read_text(), Path(args.candidate).read_text(), tuple(args.workload or WORKLOADS), mode=args.mode,
-                  rounds=args.rounds, cap_seconds=args.cap_seconds, seed=args.seed, jail=not args.no_jail,
+                  rounds=args.rounds, cap_seconds=args.cap_seconds, seed=args.seed, jail=not args.no_jail, k=args.k,
                   log=lambda m: print(m, file=sys.stderr, flush=True))
     out = cmp.to_json()
     print(json.dumps({k: v for k, v in out.items() if k != "records"}, indent=1))

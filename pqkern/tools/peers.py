@@ -21,7 +21,6 @@ Needs the ``peers`` extra: ``pip install -e '.[peers]'``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -37,7 +36,9 @@ from pqkern.bench import ivf as ivf_layout
 from pqkern.bench.fixture import load_fixture
 from pqkern.bench.policy import check_kernel
 from pqkern.bench.reference import adc_distances, adc_table, adc_topk, tie_aware_recall
-from pqkern.bench.runner import DEFAULT_KERNEL, K
+from pqkern.bench.runner import BLOCK_QUERIES, DEFAULT_KERNEL, K, warm_vectors
+from pqkern.bench.session import KernelProcess
+from pqkern.bench.workloads import make
 
 THREAD_VARS = ("OMP_NUM_THREADS", "LANCE_CPU_THREADS", "TOKIO_WORKER_THREADS", "RAYON_NUM_THREADS")
 INSTALL_HINT = "the peers need the optional extra: pip install -e '.[peers]' (faiss-cpu, pylance)"
@@ -49,11 +50,11 @@ def single_threaded() -> None:
         os.environ[var] = "1"
 
 
-def timed(search, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def timed(search, queries: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Call ``search(q) -> (ids, dists)`` once per query: ``(ns per query, ids, dists)``."""
     ns = np.empty(len(queries), np.int64)
-    ids = np.empty((len(queries), K), np.int64)
-    dists = np.empty((len(queries), K), np.float64)
+    ids = np.empty((len(queries), k), np.int64)
+    dists = np.empty((len(queries), k), np.float64)
     for i, q in enumerate(queries):
         t0 = time.perf_counter_ns()
         found = search(q)
@@ -105,9 +106,9 @@ def lance_dataset(fx, folder: Path):
     return lance.dataset(str(folder / "base.lance"))
 
 
-def lance_search(ds, nprobes: int = 1):
+def lance_search(ds, nprobes: int = 1, k: int = K):
     def search(q):
-        t = ds.to_table(nearest={"column": "vector", "q": q, "k": K, "nprobes": nprobes}, columns=["_rowid", "_distance"])
+        t = ds.to_table(nearest={"column": "vector", "q": q, "k": k, "nprobes": nprobes}, columns=["_rowid", "_distance"])
         return t["_rowid"].to_numpy(), t["_distance"].to_numpy()
 
     return search
@@ -153,20 +154,29 @@ def _batched(run, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.full(len(queries), per, np.int64), ids, dists
 
 
-def load_kernel(path: Path, name: str):
-    """Import a kernels file in this process (the peers table is tooling: no worker, no jail)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # numba's cache needs a registered module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _kernel_search(path: Path, fx, name: str):
+def kernel_times(fx, workload: str, path: Path, n: int, k: int = K) -> tuple[np.ndarray, np.ndarray]:
+    """A kernels file timed as the runner times it (a jailed worker, each query once): ``(ns per query, ids)``."""
     check_kernel(path)
-    kernel = load_kernel(path, name)
-    index = kernel.prepare(np.asarray(fx.codes), np.asarray(fx.codebook))
-    return lambda q: kernel.search(index, q, K)
+    wl = make(workload, fx, k)
+    worker = KernelProcess(path.stem, path.read_text(encoding="utf-8"), {workload: wl.files}, warm_vectors(fx), k,
+                           time.monotonic() + 1800)
+    try:
+        worker.ready()
+        blocks = [worker.search(workload, *wl.request(np.arange(a, min(a + BLOCK_QUERIES, n)), None), warm=False)
+                  for a in range(0, n, BLOCK_QUERIES)]
+        worker.finish()
+    finally:
+        worker.close()
+    ids, dists = np.concatenate([b.ids for b in blocks]), np.concatenate([b.dists for b in blocks])
+    wl.load_oracle(n)
+    found, _, problem = wl.judge(np.arange(n), ids, dists, 0.01)
+    if problem:
+        raise RuntimeError(f"{path}: {problem}")
+    return np.concatenate([b.wall_ns for b in blocks]), found
+
+
+def kernel_names(paths: list[Path]) -> list[str]:
+    return [p.name if i == 0 else f"{p.name} ({p.parent.name})" for i, p in enumerate(paths)]
 
 
 def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list[dict]:
@@ -178,15 +188,15 @@ def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list
     qs = np.asarray(fx.queries[:queries])  # read-only, as the runner hands them over
     warm = np.array(fx.base[:3], np.float32)
     warm.setflags(write=False)  # same array type as the queries: no JIT compile inside the timing
-    names = [p.name if i == 0 else f"{p.name} ({p.parent.name})" for i, p in enumerate(kernel_paths)]
-    methods = {name: _kernel_search(path, fx, f"pqkern_peer_kernel_{i}")
-               for i, (name, path) in enumerate(zip(names, kernel_paths, strict=True))}
+    names = kernel_names(kernel_paths)
+    n = len(qs)
+    results = {name: (*kernel_times(fx, "flat", path, n), None) for name, path in zip(names, kernel_paths, strict=True)}
+    methods = {}
     fidx = faiss_index(codes, codebook)
     methods["faiss IndexPQ"] = lambda q: (lambda d, i: (i[0], d[0]))(*fidx.search(q[None, :], K))
     ds = lance_dataset(fx, lance_dir)
     methods["lance IVF_PQ per call"] = lance_search(ds)
     methods["numpy ADC"] = numpy_search(codes, codebook)
-    results = {}
     for name, search in methods.items():
         for w in warm:
             search(w)
@@ -221,9 +231,9 @@ def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list
     return rows
 
 
-def groundtruth(fx, n: int) -> np.ndarray:
-    """The exact top-``K`` ids of the first ``n`` queries."""
-    return np.asarray(fx.groundtruth[:n, :K])
+def groundtruth(fx, n: int, k: int = K) -> np.ndarray:
+    """The exact top-``k`` ids of the first ``n`` queries."""
+    return np.asarray(fx.groundtruth[:n, :k])
 
 
 # --- the IVF workload --------------------------------------------------------------------------------------------
@@ -314,7 +324,7 @@ def faiss_ivf_index(ivf):
     return index
 
 
-def numpy_ivf_search(ivf):
+def numpy_ivf_search(ivf, k: int = K):
     """numpy ADC over the ``nprobes`` nearest partitions (float32 centroid distances), merged by (distance, id)."""
     centroids, codebook = np.asarray(ivf.centroids), np.asarray(ivf.codebook)
     parts = [np.asarray(ivf.partition(p)) for p in range(ivf.num_partitions)]
@@ -326,7 +336,7 @@ def numpy_ivf_search(ivf):
         d = np.concatenate([((codebook - (q - centroids[p]).reshape(16, 1, 8)) ** 2).sum(axis=2)[rows, parts[p]].sum(axis=0)
                             for p in probes])
         g = np.concatenate([ids[p] for p in probes])
-        top = np.lexsort((g, d))[:K]
+        top = np.lexsort((g, d))[:k]
         return g[top], d[top]
 
     return search
@@ -346,40 +356,45 @@ def ivf_adc(ivf, qid: int, probes: np.ndarray, ids: np.ndarray, where: np.ndarra
     return out
 
 
-def measure_ivf(fx, queries: int) -> dict:
-    """The IVF table: Lance, FAISS and numpy on the IVF layout, each checked against the IVF oracle and ground truth."""
+def measure_ivf(fx, queries: int, kernel_paths: list[Path] = (), k: int = K) -> dict:
+    """The IVF table: the kernels (jailed, as the runner times them), Lance, FAISS and numpy on the IVF layout,
+    each checked against the IVF oracle and ground truth; ratios are to the first kernel, when there is one."""
     ivf = ivf_layout.load_ivf(fx)
     qs = np.asarray(fx.queries[:queries])
     qids = np.arange(len(qs))
     warm = np.array(fx.base[:3], np.float32)
+    results = {name: (*kernel_times(fx, "ivf", path, len(qs), k), None)
+               for name, path in zip(kernel_names(list(kernel_paths)), kernel_paths, strict=True)}
     ds = lance_ivf_dataset(fx, ivf, ivf.folder / "lance")
     fidx = faiss_ivf_index(ivf)
     methods = {
-        "lance IVF_PQ": lance_search(ds, ivf.nprobes),
-        "faiss IndexIVFPQ": lambda q: (lambda d, i: (i[0], d[0]))(*fidx.search(q[None, :], K)),
-        "numpy IVF ADC": numpy_ivf_search(ivf),
+        "lance IVF_PQ": lance_search(ds, ivf.nprobes, k),
+        "faiss IndexIVFPQ": lambda q: (lambda d, i: (i[0], d[0]))(*fidx.search(q[None, :], k)),
+        "numpy IVF ADC": numpy_ivf_search(ivf, k),
     }
-    results = {}
     for name, search in methods.items():
         for w in warm:
             search(w)
-        results[name] = timed(search, qs)
-    oracle_ids, oracle_d = ivf.oracle_topk(qids, K)
+        results[name] = timed(search, qs, k)
+    oracle_ids, oracle_d = ivf.oracle_topk(qids, k)
     probes = ivf.probes(qids)
     where = np.empty(fx.num_base, np.int64)
     where[ivf.row_ids] = np.arange(fx.num_base)
-    gt = groundtruth(fx, len(qs))
-    r1, r10 = tie_aware_recall(fx.base, qs, oracle_ids, gt)
+    gt = groundtruth(fx, len(qs), k)
+    r1, r10 = tie_aware_recall(fx.base, qs, oracle_ids, gt, at=k)
     rows = [{"method": f"oracle: exact ADC, {ivf.nprobes} probes", "recall_at_10": r1, "recall_10_at_10": r10}]
+    base = None
     for name, (ns, ids, _) in results.items():
         agree = np.mean([np.allclose(np.sort(ivf_adc(ivf, j, probes[j], ids[j], where)), oracle_d[j], rtol=1e-5)
                          for j in qids])
-        r1, r10 = tie_aware_recall(fx.base, qs, ids, gt)
+        r1, r10 = tie_aware_recall(fx.base, qs, ids, gt, at=k)
+        base = base or (float(np.median(ns)) if kernel_paths else None)
         rows.append({"method": name, "median_ns": int(np.median(ns)), "min_ns": int(ns.min()), "max_ns": int(ns.max()),
-                     "recall_at_10": r1, "recall_10_at_10": r10, "agreement": float(agree)})
+                     "recall_at_10": r1, "recall_10_at_10": r10, "agreement": float(agree),
+                     **({"ratio_to_kernel": float(np.median(ns)) / base} if base else {})})
     auto = lance_auto_nprobes(ds, qs)
     return {"fixture_id": fx.fixture_id, "num_base": fx.num_base, "workload": "ivf", "num_partitions": ivf.num_partitions,
-            "nprobes": ivf.nprobes, "queries": len(qs), "rows": rows,
+            "nprobes": ivf.nprobes, "queries": len(qs), "k": k, "rows": rows,
             "lance_auto_nprobes": {"median": float(np.median(auto)), "mean": float(auto.mean()), "min": int(auto.min()),
                                    "max": int(auto.max()), "quartiles": [float(x) for x in np.percentile(auto, [25, 75])]}}
 
@@ -418,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     fx = load_fixture(args.source)
     if args.workload == "ivf":
-        table = measure_ivf(fx, args.queries)
+        table = measure_ivf(fx, args.queries, args.kernel or [DEFAULT_KERNEL])
         auto = table["lance_auto_nprobes"]
         print(f"fixture {fx.fixture_id}, IVF_PQ: {table['num_partitions']} partitions, nprobes {table['nprobes']}, "
               f"{table['queries']} queries, single-threaded")
