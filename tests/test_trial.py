@@ -320,10 +320,25 @@ def test_keep_rule_decides_on_the_combined_gain_and_each_workload():
 
 
 def test_confidence_sequence_narrows_and_covers():
-    assert sequential.half_width_factor(400) < sequential.half_width_factor(100) < sequential.half_width_factor(20)
+    assert sequential.boundary(400) / 400 < sequential.boundary(100) / 100 < sequential.boundary(20) / 20
     iv = sequential.interval([0.01, -0.01] * 50)
     assert iv.lo < 0 < iv.hi and iv.rounds == 100
     assert sequential.interval([0.3]).lo == -math.inf
+    rng = __import__("numpy").random.default_rng(0)
+    heavy = list(0.03 + rng.standard_cauchy(400) * 0.02)  # tails no variance estimate survives
+    iv = sequential.interval(heavy)
+    assert iv.lo < 0.03 < iv.hi and iv.hi - iv.lo < 0.03
+
+
+def test_confidence_sequence_keeps_its_promise_when_looked_at_every_round():
+    """A/A streams, looked at after every round from MIN_ROUNDS on: the interval excludes 0 in under 1% of them."""
+    rng = __import__("numpy").random.default_rng(1)
+    misses = 0
+    for _ in range(300):
+        values = list(rng.standard_t(3, 600) * 0.1)
+        misses += any(not (iv.lo <= 0 <= iv.hi) for t in range(sequential.MIN_ROUNDS, 601, 5)
+                      for iv in [sequential.interval(values[:t])])
+    assert misses <= 3, misses
 
 
 def test_comparison_files_let_each_row_be_rederived(trajectory):

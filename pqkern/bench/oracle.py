@@ -61,21 +61,35 @@ def flat_topk(codes: np.ndarray, codebook: np.ndarray, queries: np.ndarray, k: i
     return adc_topk_many(np.ascontiguousarray(codes), tables, k)
 
 
-def cached_flat_topk(fx, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The flat oracle for the first ``n`` queries of ``fx``, computed in blocks of 1,000 and cached in its folder."""
-    folder = fx.cache_dir / "oracle"
-    folder.mkdir(exist_ok=True)
-    ids, dists = [], []
-    for start in range(0, n, BLOCK):
-        stop = min(start + BLOCK, fx.queries.shape[0])
-        path = folder / f"flat-{fx.codebook_sha256[:16]}-k{K_ORACLE}-q{start}-{stop}.npz"
-        block = _load(path, stop - start)
-        if block is None:
-            block = flat_topk(fx.codes, fx.codebook, np.asarray(fx.queries[start:stop]))
-            _save(path, *block)
-        ids.append(block[0])
-        dists.append(block[1])
-    return np.concatenate(ids)[:n], np.concatenate(dists)[:n]
+class FlatOracle:
+    """The flat oracle of a fixture's queries, loaded (or computed and cached) a block of 1,000 queries at a time."""
+
+    def __init__(self, fx):
+        self.fx = fx
+        self.folder = fx.cache_dir / "oracle"
+        self.blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def topk(self, qids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids (n, k), dists (n, k))`` for the query ids ``qids`` (k at most K_ORACLE)."""
+        qids = np.asarray(qids, np.int64)
+        ids, dists = np.empty((qids.size, k), np.int64), np.empty((qids.size, k))
+        for j, qi in enumerate(qids):
+            block_ids, block_d = self._block(int(qi) // BLOCK)
+            ids[j], dists[j] = block_ids[qi % BLOCK, :k], block_d[qi % BLOCK, :k]
+        return ids, dists
+
+    def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        if b not in self.blocks:
+            fx = self.fx
+            start, stop = b * BLOCK, min((b + 1) * BLOCK, fx.queries.shape[0])
+            self.folder.mkdir(exist_ok=True)
+            path = self.folder / f"flat-{fx.codebook_sha256[:16]}-k{K_ORACLE}-q{start}-{stop}.npz"
+            block = _load(path, stop - start)
+            if block is None:
+                block = flat_topk(fx.codes, fx.codebook, np.asarray(fx.queries[start:stop]))
+                _save(path, *block)
+            self.blocks[b] = block
+        return self.blocks[b]
 
 
 def _load(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray] | None:

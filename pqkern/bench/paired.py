@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pqkern.bench import sequential
+from pqkern.bench.oracle import BLOCK as ORACLE_BLOCK
 from pqkern.bench.reference import tie_aware_recall
 from pqkern.bench.session import Block, KernelProcess, WorkerFailure
 from pqkern.bench.worker import ContractError
@@ -42,8 +43,11 @@ from pqkern.bench.workloads import WORKLOADS, K, make
 
 MIN_GAIN = math.log(1.01)
 MAX_LOSS = math.log(0.98)
-POOL = 1000
-BLOCK = {"flat": 4, "ivf": 16}
+POOL = 2000
+PAIRS = {"flat": 1, "ivf": 2}  # query pairs per workload per round (an IVF query costs about a third of a flat one at 1M)
+# An untimed call on a base vector before each timed flat call brings that kernel's working set (the same for every
+# flat query) back to where a runner run keeps it; an IVF query probes other partitions than the last one did anyway.
+WARM_CALLS = {"flat": True, "ivf": False}
 CAP_SECONDS = 40.0
 TOLERANCE = 0.01
 SEED_KERNEL = Path(__file__).resolve().parent / "seed_kernel.py"
@@ -64,13 +68,16 @@ class KernelFigures:
     max_rel_error: float = 0.0
     rank_problem: str = ""
 
-    def summary(self, fx, oracle_ids: np.ndarray, k: int = K) -> dict:
+    def summary(self, fx, wl, k: int = K) -> dict:
         """Geomean times and recall@k (the kernel's, and the exact ADC's on the same queries)."""
-        qids = np.asarray(self.qids)
-        found = np.concatenate(self.ids) if self.ids else np.empty((0, k), np.int64)
-        gt = fx.groundtruth[qids, :k] if qids.size else None
-        recall = tie_aware_recall(fx.base, fx.queries[qids], found, gt, at=k) if qids.size else (0, 0)
-        ref = tie_aware_recall(fx.base, fx.queries[qids], oracle_ids[qids, :k], gt, at=k) if qids.size else (0, 0)
+        qids = np.asarray(self.qids, np.int64)
+        if not qids.size:
+            return {"queries": 0, "geomean_ns_per_query": None, "geomean_cpu_ns_per_query": None, "recall_at_10": 0.0,
+                    "recall_10_at_10": 0.0, "reference_recall_at_10": 0.0, "max_rel_error": 0.0}
+        found = np.concatenate(self.ids)
+        gt = fx.groundtruth[qids, :k]
+        recall = tie_aware_recall(fx.base, fx.queries[qids], found, gt, at=k)
+        ref = tie_aware_recall(fx.base, fx.queries[qids], wl.oracle_topk(qids)[0], gt, at=k)
         return {"queries": int(qids.size), "geomean_ns_per_query": _geomean(self.wall_ns),
                 "geomean_cpu_ns_per_query": _geomean(self.cpu_ns),
                 "recall_at_10": recall[0], "recall_10_at_10": recall[1], "reference_recall_at_10": ref[0],
@@ -141,67 +148,56 @@ class _Side:
                                   threads=threads, jail=jail)
         self.figures = {w: KernelFigures() for w in wls}
 
-    def search(self, wl, qids: np.ndarray, warm_vec: np.ndarray) -> Block:
+    def search(self, wl, qids: np.ndarray, warm_vec: np.ndarray | None) -> Block:
         queries, probes = wl.request(qids, warm_vec)
-        return self.proc.search(wl.name, queries, probes, warm=True)
+        return self.proc.search(wl.name, queries, probes, warm=warm_vec is not None)
 
 
 def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[str] | tuple[str, ...] = WORKLOADS, *,
             mode: str = "decide", rounds: int | None = None, cap_seconds: float = CAP_SECONDS, time_budget: float = 600.0,
             seed: int | None = None, pool: int = POOL, jail: bool = True, threads: int = 1, k: int = K,
-            log=None) -> Comparison:
+            pairs: dict[str, int] | None = None, warm_calls: dict[str, bool] | None = None, log=None) -> Comparison:
     """Compare two kernel sources on ``fx`` (see the module docstring); never raises for a kernel's failure."""
     start = time.monotonic()
     log = log or (lambda msg: None)
+    pairs, warm_calls = pairs or PAIRS, warm_calls or WARM_CALLS
     rng = np.random.default_rng(seed)
     wls = {w: make(w, fx, k) for w in workloads}
-    pool = min(pool, fx.queries.shape[0])
+    order = {w: _query_order(rng, min(pool, fx.queries.shape[0])) for w in workloads}
     warm = _warm_vectors(fx)
     deadline = start + time_budget
     sides = {"incumbent": _Side("incumbent", incumbent_source, wls, warm, deadline, jail, threads, k),
              "candidate": _Side("candidate", candidate_source, wls, warm, deadline, jail, threads, k)}
     cmp = Comparison("measured", "measured", "", {})
     try:
-        for wl in wls.values():
-            wl.load_oracle(pool)
+        for w, wl in wls.items():
+            wl.oracle_topk(order[w][:ORACLE_BLOCK])  # computed (first time) or loaded while the workers start
         for label, side in sides.items():
             try:
                 cmp.prepare_seconds[label] = {w: ns / 1e9 for w, ns in side.proc.ready().items()}
             except WorkerFailure as e:
                 return _failed(cmp, label, e, start)
-        order = {w: rng.permutation(pool) for w in workloads}
         per_round: dict[str, list[float]] = {w: [] for w in workloads}
         combined: list[float] = []
-        max_rounds = min(pool // BLOCK[w] for w in workloads)
+        max_rounds = min(len(order[w]) // pairs[w] for w in workloads)
         if rounds is not None:
             max_rounds = min(max_rounds, rounds)
         paired_start = time.monotonic()
         for t in range(max_rounds):
-            means = []
             for w in workloads:
-                qids = order[w][t * BLOCK[w]: (t + 1) * BLOCK[w]]
-                first = ("incumbent", "candidate") if rng.random() < 0.5 else ("candidate", "incumbent")
-                blocks = {}
-                for label in first:
+                xs = []
+                for i in range(t * pairs[w], (t + 1) * pairs[w]):
                     try:
-                        blocks[label] = sides[label].search(wls[w], qids, warm[(t + len(blocks)) % len(warm)])
-                        _judge_block(fx, wls[w], sides[label].figures[w], qids, blocks[label])
-                    except (WorkerFailure, ContractError) as e:
-                        return _failed(cmp, label, e, start)
-                x = np.log(np.maximum(blocks["incumbent"].cpu_ns, 1) / np.maximum(blocks["candidate"].cpu_ns, 1))
-                means.append(float(x.mean()))
-                per_round[w].append(means[-1])
-                for j, qi in enumerate(qids):
-                    cmp.records.append({"round": t, "workload": w, "query": int(qi), "first": first[0],
-                                        "incumbent_cpu_ns": int(blocks["incumbent"].cpu_ns[j]),
-                                        "candidate_cpu_ns": int(blocks["candidate"].cpu_ns[j]),
-                                        "incumbent_wall_ns": int(blocks["incumbent"].wall_ns[j]),
-                                        "candidate_wall_ns": int(blocks["candidate"].wall_ns[j])})
-            combined.append(float(np.mean(means)))
+                        xs.append(_pair(fx, wls[w], sides, order[w][i], warm[i % len(warm)] if warm_calls[w] else None,
+                                        rng, t, cmp.records))
+                    except _SideFailed as e:
+                        return _failed(cmp, e.label, e.error, start)
+                per_round[w].append(float(np.mean(xs)))
+            combined.append(float(np.mean([per_round[w][-1] for w in workloads])))
             cmp.intervals = {w: sequential.interval(per_round[w]) for w in workloads}
             cmp.intervals["combined"] = sequential.interval(combined)
             cmp.rounds = t + 1
-            if (t + 1) % 10 == 0:
+            if (t + 1) % 25 == 0:
                 log(_progress(cmp, workloads))
             if mode == "decide" and t + 1 >= sequential.MIN_ROUNDS:
                 outcome = rule(cmp.intervals, list(workloads))
@@ -220,11 +216,11 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
             except WorkerFailure as e:
                 return _failed(cmp, label, e, start)
         for w, wl in wls.items():
-            cmp.candidate[w] = sides["candidate"].figures[w].summary(fx, wl.oracle_ids, k)
-            cmp.incumbent[w] = sides["incumbent"].figures[w].summary(fx, wl.oracle_ids, k)
+            cmp.candidate[w] = sides["candidate"].figures[w].summary(fx, wl, k)
+            cmp.incumbent[w] = sides["incumbent"].figures[w].summary(fx, wl, k)
         cmp.contract_problem = next((sides["candidate"].figures[w].rank_problem for w in workloads
                                      if sides["candidate"].figures[w].rank_problem), "")
-        if sides["incumbent"].figures and any(sides["incumbent"].figures[w].rank_problem for w in workloads):
+        if any(sides["incumbent"].figures[w].rank_problem for w in workloads):
             cmp.decision, cmp.stop = "harness", "contract"
             cmp.reason = "the incumbent failed: " + next(sides["incumbent"].figures[w].rank_problem for w in workloads
                                                          if sides["incumbent"].figures[w].rank_problem)
@@ -235,6 +231,39 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
     finally:
         for side in sides.values():
             side.proc.close()
+
+
+class _SideFailed(Exception):
+    def __init__(self, label: str, error: Exception):
+        super().__init__(str(error))
+        self.label, self.error = label, error
+
+
+def _pair(fx, wl, sides: dict, qi: int, warm_vec: np.ndarray | None, rng, t: int, records: list[dict]) -> float:
+    """One query searched by both kernels back to back, in a random order; both results judged; ``ln(t_inc / t_cand)``."""
+    first = ("incumbent", "candidate") if rng.random() < 0.5 else ("candidate", "incumbent")
+    qids = np.array([qi])
+    blocks = {}
+    for label in first:
+        try:
+            blocks[label] = sides[label].search(wl, qids, warm_vec)
+        except WorkerFailure as e:
+            raise _SideFailed(label, e) from None
+    for label in first:
+        try:
+            _judge_block(fx, wl, sides[label].figures[wl.name], qids, blocks[label])
+        except ContractError as e:
+            raise _SideFailed(label, e) from None
+    inc, cand = blocks["incumbent"], blocks["candidate"]
+    records.append({"round": t, "workload": wl.name, "query": int(qi), "first": first[0],
+                    "incumbent_cpu_ns": int(inc.cpu_ns[0]), "candidate_cpu_ns": int(cand.cpu_ns[0]),
+                    "incumbent_wall_ns": int(inc.wall_ns[0]), "candidate_wall_ns": int(cand.wall_ns[0])})
+    return math.log(max(int(inc.cpu_ns[0]), 1) / max(int(cand.cpu_ns[0]), 1))
+
+
+def _query_order(rng, pool: int) -> np.ndarray:
+    """The pool's queries in random order, the first oracle block's first (later blocks only for long comparisons)."""
+    return np.concatenate([a + rng.permutation(min(ORACLE_BLOCK, pool - a)) for a in range(0, pool, ORACLE_BLOCK)])
 
 
 def _judge_block(fx, wl, figures: KernelFigures, qids: np.ndarray, block: Block) -> None:
@@ -282,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS)
     p.add_argument("--k", type=int, default=K, help=f"neighbours per query (default {K})")
+    p.add_argument("--pairs", type=int, nargs=2, metavar=("FLAT", "IVF"), help=f"query pairs per round (default {PAIRS})")
+    p.add_argument("--warm-calls", choices=("default", "none", "both"), default="default",
+                   help=f"an untimed call before each timed one (default {WARM_CALLS})")
     p.add_argument("--no-jail", action="store_true")
     p.add_argument("--result-json", help="write the comparison here")
     args = p.parse_args(argv)
@@ -298,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cmp = compare(fx, inc.read_text(), Path(args.candidate).read_text(), tuple(args.workload or WORKLOADS), mode=args.mode,
                   rounds=args.rounds, cap_seconds=args.cap_seconds, seed=args.seed, jail=not args.no_jail, k=args.k,
+                  pairs=dict(zip(WORKLOADS, args.pairs, strict=True)) if args.pairs else None,
+                  warm_calls=None if args.warm_calls == "default" else dict.fromkeys(WORKLOADS, args.warm_calls == "both"),
                   log=lambda m: print(m, file=sys.stderr, flush=True))
     out = cmp.to_json()
     print(json.dumps({k: v for k, v in out.items() if k != "records"}, indent=1))

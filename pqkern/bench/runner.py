@@ -157,7 +157,7 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
                            args.memory_limit_mb, args.threads, jail=not args.no_jail)
     try:
         handed_over = file_digest(list(wl.files.values()))
-        wl.load_oracle(int(qids.size))
+        wl.oracle_topk(qids)  # computed (first time) or loaded while the worker starts
         results = _time_queries(worker, wl, qids)
     except WorkerFailure as e:
         return FAILURE_EXIT.get(e.kind, EXIT_CONTRACT), (
@@ -169,7 +169,8 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
         return EXIT_CONTRACT, "the fixture files the kernel saw changed during the run"
     r.update(geomean_ns_per_query=geomean_ns(wall), geomean_cpu_ns_per_query=geomean_ns(cpu),
              prepare_seconds=round(worker.prepare_ns[wl.name] / 1e9, 3), timed_seconds=round(float(wall.sum()) / 1e9, 3),
-             peak_mem_mb=worker.peak_mem_kb / 1024, per_query_ns=wall.tolist(), per_query_cpu_ns=cpu.tolist())
+             peak_mem_mb=worker.peak_mem_kb / 1024, per_query_ns=wall.tolist(), per_query_cpu_ns=cpu.tolist(),
+             worker_steps_seconds={k: round(v / 1e9, 3) for k, v in worker.steps_ns.items()})
     try:
         found, worst, rank_problem = wl.judge(qids, ids, dists, args.tolerance)
     except ContractError as e:

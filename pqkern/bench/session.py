@@ -68,9 +68,12 @@ def forbidden() -> list[str]:
     return [str(repo_root()), str(data_dir())]
 
 
-def _schedstat_ns(pid: int) -> int | None:
-    """CPU time of all the worker's threads so far, in ns, as the kernel accounts it (None where unavailable)."""
+def _schedstat_ns(pid: int, threads: int) -> int | None:
+    """CPU time of the worker so far, in ns, as the kernel accounts it (all its threads when it may have several)."""
     try:
+        if threads == 1:  # the jail lets a one-thread worker start no thread: its main thread is all of it
+            with open(f"/proc/{pid}/schedstat", "rb") as f:
+                return int(f.read().split()[0])
         return sum(int(Path(t, "schedstat").read_text().split()[0]) for t in Path(f"/proc/{pid}/task").iterdir())
     except (OSError, ValueError, IndexError):
         return None
@@ -95,7 +98,7 @@ class KernelProcess:
 
     def __init__(self, label: str, source: str, workloads: dict[str, dict[str, str]], warm: np.ndarray, k: int,
                  deadline: float, memory_limit_mb: int = 4096, threads: int = 1, jail: bool = True):
-        self.label, self.deadline, self.k = label, deadline, k
+        self.label, self.deadline, self.k, self.threads = label, deadline, k, threads
         self.tmp = Path(tempfile.mkdtemp(prefix=f"pqkern-worker-{label}-"))
         cmd_r, self.cmd = os.pipe()
         self.reply, reply_w = os.pipe()
@@ -109,6 +112,7 @@ class KernelProcess:
         os.close(cmd_r)
         os.close(reply_w)
         self.prepare_ns: dict[str, int] = {}
+        self.steps_ns: dict[str, int] = {}
         self.peak_mem_kb = 0
         try:
             send(self.cmd, {"kernel_source": source, "tmp": str(self.tmp), "workloads": workloads, "k": k,
@@ -139,12 +143,13 @@ class KernelProcess:
         if header.get("op") != "ready":
             raise WorkerFailure("died", f"the worker sent {header.get('op')!r} instead of ready")
         self.prepare_ns = {str(k): int(v) for k, v in header["prepare_ns"].items()}
+        self.steps_ns = {str(k): int(v) for k, v in header.get("steps_ns", {}).items()}
         return self.prepare_ns
 
     def search(self, workload: str, queries: np.ndarray, probes: np.ndarray | None = None, warm: bool = True) -> Block:
         """Search a block (with a leading untimed warm-up query when ``warm``); check the reported times."""
         arrays = [np.asarray(queries, np.float32)] + ([np.asarray(probes, np.int32)] if probes is not None else [])
-        cpu0 = _schedstat_ns(self.proc.pid)
+        cpu0 = _schedstat_ns(self.proc.pid, self.threads)
         t0 = time.perf_counter_ns()
         try:
             send(self.cmd, {"op": "search", "workload": workload, "warm": warm}, *arrays)
@@ -152,7 +157,7 @@ class KernelProcess:
             pass
         header, out = self._receive(f"{workload} search")
         round_trip = time.perf_counter_ns() - t0
-        cpu1 = _schedstat_ns(self.proc.pid)
+        cpu1 = _schedstat_ns(self.proc.pid, self.threads)
         n = queries.shape[0]
         width = 1 if probes is None else probes.shape[1]
         if header.get("op") != "result" or len(out) != 4:

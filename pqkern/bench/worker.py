@@ -105,9 +105,11 @@ class Workload:
         self.indexes: list = []
 
     def compile_prepare(self, kernel):
-        """``prepare`` on a small slice, so compiling it is not counted as the kernel's time or memory."""
+        """``prepare`` on a small copy (same dtype, layout and flags), so compiling is not the kernel's time or memory."""
         part = max(self.parts, key=lambda p: p.shape[1])
-        return kernel.prepare(part[:, :COMPILE_ROWS] if part.shape[1] > COMPILE_ROWS else part, self.codebook)
+        small = np.ascontiguousarray(part[:, :COMPILE_ROWS])
+        small.setflags(write=False)
+        return kernel.prepare(small, self.codebook)
 
     def compile_search(self, kernel, small, warm: np.ndarray, k: int) -> None:
         rows = min(max(p.shape[1] for p in self.parts), COMPILE_ROWS)
@@ -177,6 +179,7 @@ def _enter_jail(tmp: Path, threads: int, forbid: list[str]) -> None:
 
 def serve(cmd: int, reply: int) -> int:
     """The worker's whole life: configure, jail, import, prepare, answer requests until ``finish``."""
+    born = _clock()
     cfg, arrays = receive(cmd)
     warm = arrays[0]
     memory = Memory()
@@ -184,20 +187,28 @@ def serve(cmd: int, reply: int) -> int:
     stage = "start-up"
     try:
         workloads = {name: Workload(name, files) for name, files in cfg["workloads"].items()}
+        steps = {"start-up": _clock() - born}
         tmp = Path(cfg["tmp"])
         if cfg["jail"]:
             stage = "jail"
+            t0 = _clock()
             _enter_jail(tmp, int(cfg["threads"]), cfg["forbid"])
+            steps["jail"] = _clock() - t0
         stage = "import"
+        t0 = _clock()
         kernel = load_kernel(cfg["kernel_source"], tmp / "kernel")
         cap = memory.kb("VmSize") * 1024 + int(cfg["memory_limit_mb"]) * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        steps["import"] = _clock() - t0
+        t0 = _clock()
         for wl in workloads.values():
             stage = f"prepare ({wl.name} compile pass)"
             small = wl.compile_prepare(kernel)
             stage = f"search ({wl.name} compile pass)"
             wl.compile_search(kernel, small, warm, k)
             del small
+        steps["compile"] = _clock() - t0
+        t0 = _clock()
         rss0 = memory.kb("VmRSS")
         memory.reset_peak()
         prepare_ns = {}
@@ -206,7 +217,8 @@ def serve(cmd: int, reply: int) -> int:
             prepare_ns[wl.name] = wl.prepare(kernel)
             stage = f"search ({wl.name} warm-up)"
             wl.warm_up(kernel, warm, k)
-        send(reply, {"op": "ready", "prepare_ns": prepare_ns})
+        steps["prepare and warm-up"] = _clock() - t0
+        send(reply, {"op": "ready", "prepare_ns": prepare_ns, "steps_ns": steps})
         while True:
             stage = "waiting"
             req, arrays = receive(cmd)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pqkern.bench.oracle import cached_flat_topk
+from pqkern.bench.oracle import BLOCK as ORACLE_BLOCK
+from pqkern.bench.oracle import FlatOracle
 from pqkern.bench.worker import ContractError
 
 K = 10
@@ -23,7 +24,21 @@ WORKLOADS = ("flat", "ivf")
 
 
 def _check_calls(where: str, ids: np.ndarray, dists: np.ndarray, ref: np.ndarray, sizes: np.ndarray, tolerance: float) -> float:
-    """Check one query's calls (``ids``/``dists``/``ref``: (calls, k), ``sizes``: rows per call); return the worst error."""
+    """Check one query's calls (``ids``/``dists``/``ref``: (calls, k), ``sizes``: rows per call); return the worst error.
+
+    All calls are checked at once; only when something is wrong are they walked one by one, to say what."""
+    k = ids.shape[1]
+    slot = np.arange(k)[None, :]
+    live = slot < np.minimum(k, sizes)[:, None]
+    inside = (ids >= 0) & (ids < sizes[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(live, dists.astype(np.float64), np.inf)
+        steps = np.diff(np.where(live, d, np.inf), axis=1)
+        unique = np.sort(np.where(live, ids, -1 - slot), axis=1)
+        err = np.where(live, np.abs(d - ref) / np.maximum(ref, 1e-6), 0.0)
+    if (np.all(np.where(live, inside, ids == -1)) and not np.any(unique[:, 1:] == unique[:, :-1])
+            and np.all(np.isfinite(d[live])) and not np.any(steps[live[:, 1:]] < 0) and err.max(initial=0.0) <= tolerance):
+        return float(err.max(initial=0.0))
     worst = 0.0
     for c in range(ids.shape[0]):
         kk = min(ids.shape[1], int(sizes[c]))
@@ -51,14 +66,16 @@ def _check_calls(where: str, ids: np.ndarray, dists: np.ndarray, ref: np.ndarray
     return worst
 
 
-def _rank_problem(where: str, ref_sorted: np.ndarray, oracle: np.ndarray, tolerance: float) -> str:
-    """'' when the found top-k is as close as the exact ADC top-k, rank by rank (ties and tolerance allowed)."""
-    worse = np.flatnonzero(ref_sorted > oracle * (1 + tolerance) + 1e-6)
-    if not worse.size:
+def _first_rank_problem(qids: np.ndarray, ref_sorted: np.ndarray, oracle: np.ndarray, tolerance: float) -> str:
+    """'' when every found top-k (sorted reference ADC distances, (n, k)) is as close as the exact ADC top-k, rank by
+    rank (ties and tolerance allowed); else what is wrong with the first query where it is not."""
+    worse = ref_sorted > oracle * (1 + tolerance) + 1e-6
+    if not worse.any():
         return ""
-    i = int(worse[0])
-    return (f"{where}: the top-{ref_sorted.size} is not the nearest by ADC: rank {i + 1} has ADC distance "
-            f"{ref_sorted[i]:.6g}, the exact ADC top-{ref_sorted.size} has {oracle[i]:.6g} there (rows were skipped?)")
+    j, i = np.argwhere(worse)[0]
+    k = ref_sorted.shape[1]
+    return (f"query {qids[j]}: the top-{k} is not the nearest by ADC: rank {i + 1} has ADC distance "
+            f"{ref_sorted[j, i]:.6g}, the exact ADC top-{k} has {oracle[j, i]:.6g} there (rows were skipped?)")
 
 
 class FlatWorkload:
@@ -70,13 +87,13 @@ class FlatWorkload:
         self.fx, self.k = fx, k
         self.codes = np.asarray(fx.codes)
         self.codebook64 = np.asarray(fx.codebook, np.float64)
-        self.oracle_ids, self.oracle_d = np.empty((0, k), np.int64), np.empty((0, k))
+        self.oracle = FlatOracle(fx)
         self.files = {"codes": str(fx.cache_dir / f"codes-{fx.codebook_sha256[:16]}.npy"),
                       "codebook": str(fx.cache_dir / "codebook.npy")}
 
-    def load_oracle(self, pool: int) -> None:
-        """The exact ADC top-k of the first ``pool`` queries (computed once per fixture, then cached)."""
-        self.oracle_ids, self.oracle_d = cached_flat_topk(self.fx, pool)
+    def oracle_topk(self, qids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The exact ADC top-k of these queries (computed once per fixture, then cached)."""
+        return self.oracle.topk(qids, self.k)
 
     def request(self, qids: np.ndarray, warm: np.ndarray | None) -> tuple[np.ndarray, None]:
         """The block to send: the query vectors, after the warm-up vector when there is one."""
@@ -88,17 +105,16 @@ class FlatWorkload:
 
         Raises ContractError for a broken result; a top-k that is not the nearest comes back as a
         problem, so the caller can report low recall first (it is the clearer message)."""
-        n, k = self.fx.num_base, self.k
+        n, rows = self.fx.num_base, np.arange(len(qids))[:, None]
         q = np.asarray(self.fx.queries[qids], np.float64).reshape(len(qids), 16, 1, 8)
         tables = ((self.codebook64[None] - q) ** 2).sum(axis=3)  # (n, 16, 256), as reference.adc_table
-        worst, problem = 0.0, ""
-        for j, qi in enumerate(qids):
-            safe = np.clip(ids[j, 0], 0, n - 1)
-            ref = tables[j, 0][self.codes[0, safe]]
-            for s in range(1, 16):
-                ref += tables[j, s][self.codes[s, safe]]
-            worst = max(worst, _check_calls(f"query {qi}", ids[j], dists[j], ref[None, :], np.array([n]), tolerance))
-            problem = problem or _rank_problem(f"query {qi}", np.sort(ref), self.oracle_d[qi, :k], tolerance)
+        safe = np.clip(ids[:, 0, :], 0, n - 1)
+        ref = tables[rows, 0, self.codes[0][safe]]
+        for s in range(1, 16):  # sub-spaces in order, as reference.adc_distances
+            ref = ref + tables[rows, s, self.codes[s][safe]]
+        worst = max((_check_calls(f"query {qi}", ids[j], dists[j], ref[j][None, :], np.array([n]), tolerance)
+                     for j, qi in enumerate(qids)), default=0.0)
+        problem = _first_rank_problem(qids, np.sort(ref, axis=1), self.oracle_topk(qids)[1], tolerance)
         return ids[:, 0, :], worst, problem
 
 
@@ -116,13 +132,21 @@ class IvfWorkload:
         self.sizes = np.diff(self.ivf.offsets)
         self.codebook64 = np.asarray(self.ivf.codebook, np.float64)
         self.codes = np.asarray(self.ivf.codes)
-        self.oracle_ids, self.oracle_d = np.empty((0, k), np.int64), np.empty((0, k))
+        self.oracle_blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def load_oracle(self, pool: int) -> None:
-        """The exact ADC top-k over the probed partitions of the first ``pool`` queries (cached)."""
-        self.oracle_ids, self.oracle_d = self.ivf.oracle_topk(np.arange(pool), self.k)
+    def oracle_topk(self, qids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The exact ADC top-k over the probed partitions of these queries (cached on disk, and here per block)."""
+        qids = np.asarray(qids, np.int64)
+        for b in np.unique(qids // ORACLE_BLOCK):
+            if b not in self.oracle_blocks:
+                rows = np.arange(b * ORACLE_BLOCK, min((b + 1) * ORACLE_BLOCK, self.fx.queries.shape[0]))
+                self.oracle_blocks[int(b)] = self.ivf.oracle_topk(rows, self.k)
+        got = [self.oracle_blocks[int(q) // ORACLE_BLOCK] for q in qids]
+        return (np.stack([g[0][q % ORACLE_BLOCK] for g, q in zip(got, qids, strict=True)]),
+                np.stack([g[1][q % ORACLE_BLOCK] for g, q in zip(got, qids, strict=True)]))
 
     def request(self, qids: np.ndarray, warm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The block to send: each query's residuals on its probed partitions, and the partitions."""
         residuals, probes = self.ivf.residuals(qids), self.ivf.probes(qids)
         if warm is not None:
             warm_probes = np.argsort(((self.ivf.centroids - warm[None, :]) ** 2).sum(axis=1), kind="stable")
@@ -135,8 +159,9 @@ class IvfWorkload:
     def judge(self, qids: np.ndarray, ids: np.ndarray, dists: np.ndarray, tolerance: float) -> tuple[np.ndarray, float, str]:
         """As FlatWorkload.judge, for (n, nprobes, k) results in partition-local ids; merges them by (distance, id)."""
         probes, residuals = self.ivf.probes(qids), np.asarray(self.ivf.residuals(qids), np.float64)
-        worst, problem = 0.0, ""
+        worst = 0.0
         merged = np.empty((len(qids), self.k), np.int64)
+        merged_ref = np.empty((len(qids), self.k))
         for j, qi in enumerate(qids):
             sizes = self.sizes[probes[j]]
             local = np.where(ids[j] >= 0, ids[j], 0)
@@ -157,13 +182,12 @@ class IvfWorkload:
             order = np.lexsort((gids, cand_d))[: self.k]
             if order.size < self.k:
                 raise ContractError(f"query {qi}: the probed partitions returned {order.size} rows, fewer than k={self.k}")
-            merged[j] = gids[order]
-            problem = problem or _rank_problem(f"query {qi}", np.sort(cand_ref[order]), self.oracle_d[qi, : self.k], tolerance)
-        return merged, worst, problem
+            merged[j], merged_ref[j] = gids[order], np.sort(cand_ref[order])
+        return merged, worst, _first_rank_problem(qids, merged_ref, self.oracle_topk(qids)[1], tolerance)
 
 
 def make(name: str, fx, k: int = K):
-    """The judge's side of workload ``name`` on fixture ``fx`` (then ``load_oracle`` before judging)."""
+    """The judge's side of workload ``name`` on fixture ``fx``."""
     if name == "flat":
         return FlatWorkload(fx, k)
     if name == "ivf":

@@ -168,7 +168,6 @@ def kernel_times(fx, workload: str, path: Path, n: int, k: int = K) -> tuple[np.
     finally:
         worker.close()
     ids, dists = np.concatenate([b.ids for b in blocks]), np.concatenate([b.dists for b in blocks])
-    wl.load_oracle(n)
     found, _, problem = wl.judge(np.arange(n), ids, dists, 0.01)
     if problem:
         raise RuntimeError(f"{path}: {problem}")
