@@ -11,7 +11,9 @@ Default: ``sift1m`` when its files are present, else ``synthetic``. Everything d
 (codebook, codes, ground truth, generated vectors) is cached in
 ``<data>/cache/<fixture id>/``; the data directory is ``PQKERN_DATA`` or ``data/`` at the
 repository root. The codebook is trained once, stored with its sha256 and verified on
-every load; it is never retrained silently.
+every load; it is never retrained silently. Synthetic ground truth is computed on demand,
+1,000 queries at a time (:class:`GroundTruth`): a first build computes the first 1,000
+queries' only, which is all the runner uses by default. Each build step reports its time on stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from pqkern.bench.vecs import VecsError, read_vecs, write_vecs
 
 DIM, M, KSUB, DSUB = 128, 16, 256, 8
 GT_K = 100
+GT_BLOCK = 1000  # queries whose synthetic ground truth is computed at a time; the first block at build time
 SEED = 0
 SOURCES = ("sift1m", "siftsmall", "synthetic", "smoke")
 SIFT_FILES = {
@@ -54,7 +58,7 @@ class Fixture:
     queries: np.ndarray  # (nq, 128) float32, C-contiguous
     codebook: np.ndarray  # (16, 256, 8) float32
     codes: np.ndarray  # (16, N) uint8, C-contiguous (Lance's transposed layout)
-    groundtruth: np.ndarray  # (nq, >=10) int32 exact neighbour ids
+    groundtruth: np.ndarray | GroundTruth  # (nq, >=10) int32 exact neighbour ids; computed on demand for synthetic
     codebook_sha256: str
     cache_dir: Path
 
@@ -105,6 +109,11 @@ def progress(label: str):
             print(f"[pqkern] {label}: {done}/{total} ({time.perf_counter() - start:.1f}s)", file=sys.stderr, flush=True)
 
     return report
+
+
+def _step(fid: str, what: str, start: float) -> None:
+    """One line per build step on stderr: ``[pqkern] <fixture>: <what> in <seconds> s``."""
+    print(f"[pqkern] {fid}: {what} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
 def _sha256(path: Path) -> str:
@@ -161,6 +170,20 @@ def fixture_id(source: str, num_base: int | None = None, num_queries: int | None
     return f"{source}-b{nb}-q{nq}-l{nl}-s{SEED}-g{synthetic.GENERATOR_VERSION}"
 
 
+def _generate(stream: str, count: int, num_base: int, report, step: int = 1 << 16) -> np.ndarray:
+    """``count`` rows of a synthetic stream, generated in chunks side by side (numpy releases the GIL)."""
+    out = np.empty((count, DIM), np.uint8)
+
+    def fill(s: int) -> int:
+        out[s : s + step] = synthetic.generate(SEED, stream, min(step, count - s), num_base, start=s)
+        return min(s + step, count)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for done in pool.map(fill, range(0, count, step)):
+            report(done, count)
+    return out
+
+
 def _raw_vectors(source: str, fid: str, cache: Path, data: Path, sizes: tuple[int, int, int] | None):
     """``(base, queries, learn or None, groundtruth or None)`` as memory-mapped arrays, generating synthetic data once."""
     if source in SIFT_FILES:
@@ -184,13 +207,9 @@ def _raw_vectors(source: str, fid: str, cache: Path, data: Path, sizes: tuple[in
     for stream, count in files.items():
         path = cache / f"{stream}.bvecs"
         if count and not path.is_file():
-            out = np.empty((count, DIM), np.uint8)
-            report = progress(f"{fid}: generating {stream} vectors")
-            step = 1 << 16
-            for s in range(0, count, step):
-                out[s : s + step] = synthetic.generate(SEED, stream, min(step, count - s), nb, start=s)
-                report(min(s + step, count), count)
-            write_vecs(path, out)
+            start = time.perf_counter()
+            write_vecs(path, _generate(stream, count, nb, progress(f"{fid}: generating {stream} vectors")))
+            _step(fid, f"generated {stream} vectors", start)
     try:
         loaded = {s: read_vecs(cache / f"{s}.bvecs", DIM, c) if c else None for s, c in files.items()}
     except VecsError as e:
@@ -202,6 +221,7 @@ def _frozen_codebook(cache: Path, fid: str, train: np.ndarray, trained_on: str) 
     path, sha_path = cache / "codebook.npy", cache / "codebook.sha256"
     if not path.exists() and not sha_path.exists():
         print(f"[pqkern] {fid}: no frozen codebook yet: training it once on {trained_on}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
         cb = pq.train_codebook(train, SEED, progress(f"{fid}: training codebook (sub-spaces)"))
         _save_npy(path, cb)
         sha_path.write_text(_sha256(path) + "\n")
@@ -209,6 +229,7 @@ def _frozen_codebook(cache: Path, fid: str, train: np.ndarray, trained_on: str) 
             json.dumps({"trained_on": trained_on, "rows": int(train.shape[0]), "seed": SEED,
                         "iterations": pq.ITERATIONS, "sample_rows": pq.SAMPLE_ROWS}, indent=1) + "\n"
         )
+        _step(fid, "trained codebook", start)
     if not path.is_file() or not sha_path.is_file():
         missing = path if not path.is_file() else sha_path
         raise FixtureError(
@@ -228,9 +249,13 @@ def _frozen_codebook(cache: Path, fid: str, train: np.ndarray, trained_on: str) 
     return cb, actual
 
 
-def _cached(path: Path, build, expect_shape: tuple[int, ...]) -> np.ndarray:
+def _cached(path: Path, build, expect_shape: tuple[int, ...], step: tuple[str, str] | None = None) -> np.ndarray:
+    """``path``'s array, built and saved first if missing (``step``: (fixture id, what) to report the build's time)."""
     if not path.is_file():
+        start = time.perf_counter()
         _save_npy(path, build())
+        if step:
+            _step(*step, start)
     arr = _load_npy(path)
     if arr.shape != expect_shape:
         raise FixtureError(f"{path}: expected shape {expect_shape}, found {arr.shape}; delete it to rebuild")
@@ -256,16 +281,75 @@ def load_fixture(
     codebook, cb_sha = _frozen_codebook(cache, fid, train, f"{trained_on}, {train.shape[0]} rows")
     nb, nq = base.shape[0], raw_queries.shape[0]
     queries = _cached(cache / "queries.npy", lambda: np.asarray(raw_queries, np.float32), (nq, DIM))
-    codes = _cached(
-        cache / f"codes-{cb_sha[:16]}.npy", lambda: pq.encode(base, codebook, progress=progress(f"{fid}: encoding base")), (M, nb)
-    )
+
+    def encode() -> np.ndarray:
+        return pq.encode(base, codebook, progress=progress(f"{fid}: encoding base"))
+
+    codes = _cached(cache / f"codes-{cb_sha[:16]}.npy", encode, (M, nb), (fid, "encoded base"))
     if gt is None:
-        gt_path = cache / "groundtruth.ivecs"
-        if not gt_path.is_file():
-            ids, _ = reference.exact_knn(base, queries, GT_K, progress=progress(f"{fid}: exact ground truth"))
-            write_vecs(gt_path, ids)
+        gt = GroundTruth(cache / "groundtruth.ivecs", base, queries, fid)
+        gt.rows(GT_BLOCK)  # what the runner and benchmarks use by default; the rest when asked
+    return Fixture(source, fid, base, queries, codebook, codes, gt, cb_sha, cache)
+
+
+class GroundTruth:
+    """Exact top-100 neighbour ids of a synthetic fixture's queries, computed on demand and cached.
+
+    A read-only ``(nq, k)`` int32 array for its users: ``gt[rows, cols]``, ``np.asarray(gt)``,
+    ``shape``, ``len``. Rows are computed when first asked for, in whole blocks of
+    :data:`GT_BLOCK` queries, and kept in ``groundtruth.ivecs``, which holds the first rows
+    computed so far (all of them in caches built before ground truth on demand, read unchanged).
+    Each query's row depends on that query only, so a prefix is as exact as the whole.
+    """
+
+    dtype = np.dtype(np.int32)
+    ndim = 2
+
+    def __init__(self, path: Path, base: np.ndarray, queries: np.ndarray, fid: str) -> None:
+        self.path, self._base, self._queries, self._fid = path, base, queries, fid
+        self.shape = (queries.shape[0], min(GT_K, base.shape[0]))
+        self._done = self._load()
+
+    def _load(self) -> np.ndarray:
+        if not self.path.is_file():
+            return np.empty((0, self.shape[1]), np.int32)
         try:
-            gt = read_vecs(gt_path, min(GT_K, nb), nq)
+            done = read_vecs(self.path, self.shape[1])
         except VecsError as e:
             raise FixtureError(f"{e}; delete it to recompute") from e
-    return Fixture(source, fid, base, queries, codebook, codes, gt, cb_sha, cache)
+        if done.shape[0] > self.shape[0]:
+            raise FixtureError(f"{self.path}: holds {done.shape[0]} records, more than the {self.shape[0]} queries; "
+                               f"delete it to recompute")
+        return done
+
+    @property
+    def cached_rows(self) -> int:
+        """How many leading rows are computed and cached."""
+        return self._done.shape[0]
+
+    def rows(self, n: int) -> np.ndarray:
+        """The first ``n`` rows (read-only), computing and caching the missing blocks first."""
+        n = min(max(int(n), 0), self.shape[0])
+        if n > self._done.shape[0]:
+            self._done = self._load()  # another process may have computed them meanwhile
+        if n > self._done.shape[0]:
+            have, stop = self._done.shape[0], min(-(-n // GT_BLOCK) * GT_BLOCK, self.shape[0])
+            start = time.perf_counter()
+            ids, _ = reference.exact_knn(self._base, self._queries[have:stop], GT_K,
+                                         progress=progress(f"{self._fid}: exact ground truth, queries {have}-{stop}"))
+            write_vecs(self.path, np.concatenate([self._done, ids]))
+            self._done = self._load()
+            _step(self._fid, f"ground truth for queries {have}-{stop}", start)
+        return self._done[:n]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        index = np.arange(self.shape[0])[rows]  # rows as absolute indices: slices, negatives and masks resolved
+        return self.rows(int(index.max()) + 1 if index.size else 0)[(index, *rest)]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self.rows(self.shape[0])
+        return np.array(whole, dtype=dtype) if copy else np.asarray(whole, dtype=dtype)
