@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Which commit between A and B made search slower, recall worse or memory bigger? Wraps `asv find`.
 #
-#   scripts/bisect.sh [--metric time|quick|geomean|recall|memory] [--improvement] A..B [asv find options]
+#   scripts/bisect.sh [--metric time|ivf|recall|ivf-recall|memory] [--improvement] A..B [asv find options]
 #
-#   time     per-query search time on the default fixture (Search.time_search; the default)
-#   quick    the same on the 100k synthetic fixture (SearchQuick.time_search)
-#   geomean  the runner's geomean_ns_per_query (Quality.track_geomean_ns_per_query)
-#   recall   recall@10 (Quality.track_recall_at_10): finds the largest drop
-#   memory   the kernel's own peak memory (Quality.track_kernel_peak_mem_mb)
+#   time        flat per-query time (Kernel.track_flat_geomean_ns_per_query; the default)
+#   ivf         IVF per-query time, the whole probe (Kernel.track_ivf_geomean_ns_per_query)
+#   recall      flat recall@10 (Kernel.track_flat_recall_at_10): finds the largest drop
+#   ivf-recall  IVF recall@10 (Kernel.track_ivf_recall_at_10)
+#   memory      the kernel's own peak memory (Kernel.track_kernel_peak_mem_mb)
 #   --improvement  find the commit that helped most instead of the one that hurt most
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,19 +17,19 @@ while [ $# -gt 0 ]; do
         --metric) metric="$2"; shift 2 ;;
         --metric=*) metric="${1#*=}"; shift ;;
         --improvement) improve=1; shift ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) break ;;
     esac
 done
 if [ $# -lt 1 ]; then echo "bisect.sh: give a commit range A..B (see --help)" >&2; exit 2; fi
 range="$1"; shift
 case "$metric" in
-    time) bench='^bench_kernel\.Search\.time_search$'; higher_is_worse=1 ;;
-    quick) bench='^bench_kernel\.SearchQuick\.time_search$'; higher_is_worse=1 ;;
-    geomean) bench='^bench_kernel\.Quality\.track_geomean_ns_per_query$'; higher_is_worse=1 ;;
-    recall) bench='^bench_kernel\.Quality\.track_recall_at_10$'; higher_is_worse=0 ;;
-    memory) bench='^bench_kernel\.Quality\.track_kernel_peak_mem_mb$'; higher_is_worse=1 ;;
-    *) echo "bisect.sh: unknown metric '$metric' (time, quick, geomean, recall, memory)" >&2; exit 2 ;;
+    time) bench='^bench_kernel\.Kernel\.track_flat_geomean_ns_per_query$'; higher_is_worse=1 ;;
+    ivf) bench='^bench_kernel\.Kernel\.track_ivf_geomean_ns_per_query$'; higher_is_worse=1 ;;
+    recall) bench='^bench_kernel\.Kernel\.track_flat_recall_at_10$'; higher_is_worse=0 ;;
+    ivf-recall) bench='^bench_kernel\.Kernel\.track_ivf_recall_at_10$'; higher_is_worse=0 ;;
+    memory) bench='^bench_kernel\.Kernel\.track_kernel_peak_mem_mb$'; higher_is_worse=1 ;;
+    *) echo "bisect.sh: unknown metric '$metric' (time, ivf, recall, ivf-recall, memory)" >&2; exit 2 ;;
 esac
 # asv find looks for the largest increase; --invert looks for the largest decrease.
 invert=()

@@ -1,4 +1,5 @@
-"""Real asv over a real git history of kernel variants: results, recall gate, regressions, find, dashboard."""
+"""Real asv over a real git history of kernel variants: the speed-up over the seed, recall gates, regressions, find,
+the dashboard."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
+from conftest import DEMO, commit_all, scratch_repo, small_fixture_env
 
 from pqkern.tools.dashboard import NODE_MODULES
 
+pytestmark = pytest.mark.slow
 MACHINE = "pqkern-ci"
-BENCH = r"bench_kernel\.(Search|Quality)\."
+BENCH = r"bench_kernel\.Kernel\."
 HISTORY = [("baseline", None), ("faster: row-major re-layout", DEMO / "relayout.py"),
-           ("broken: scans an eighth of the base", KERNELS / "slice_scan.py"),
+           ("broken: scans every fourth row", DEMO / "broken_recall.py"),
            ("slower: scans three times", DEMO / "slower.py")]
 
 
@@ -64,29 +66,34 @@ def _results(history) -> dict[str, dict]:
     return out
 
 
-def test_results_record_time_recall_and_memory_per_commit(history):
-    results = _results(history)
-    for name, sha in history["shas"].items():
-        r = results[sha]
-        assert r["bench_kernel.Search.time_search"]["result"][0] > 0, name
-        assert r["bench_kernel.Quality.track_kernel_peak_mem_mb"]["result"][0] is not None, name
-        recall = r["bench_kernel.Quality.track_recall_at_10"]["result"][0]
-        assert 0 <= recall <= 1, name
-    slow = results[history["shas"]["slower"]]["bench_kernel.Search.time_search"]["result"][0]
-    fast = results[history["shas"]["faster"]]["bench_kernel.Search.time_search"]["result"][0]
-    assert slow > 2 * fast
+def _value(results: dict, sha: str, name: str, index: int = 0):
+    return results[sha][f"bench_kernel.Kernel.{name}"]["result"][index]
+
+
+def test_results_record_time_vs_seed_recall_and_memory_per_commit(history):
+    results, shas = _results(history), history["shas"]
+    for name in ("baseline", "faster", "slower"):
+        for workload in ("flat", "ivf"):
+            estimate, low, high = (_value(results, shas[name], f"track_{workload}_time_vs_seed", i) for i in range(3))
+            assert 0 < low <= estimate <= high, (name, workload)
+            assert _value(results, shas[name], f"track_{workload}_geomean_ns_per_query") > 0
+            assert 0 <= _value(results, shas[name], f"track_{workload}_recall_at_10") <= 1
+        assert _value(results, shas[name], "track_kernel_peak_mem_mb") is not None
+    assert _value(results, shas["baseline"], "track_flat_time_vs_seed", 1) < 1 < _value(results, shas["baseline"],
+                                                                                      "track_flat_time_vs_seed", 2)
+    assert _value(results, shas["faster"], "track_flat_time_vs_seed") < 1  # faster than the seed
+    assert _value(results, shas["slower"], "track_flat_time_vs_seed", 1) > 2  # about three times the seed's time
 
 
 def test_broken_recall_commit_fails_the_gate(history):
-    results = _results(history)
-    broken = results[history["shas"]["broken"]]
-    assert broken["bench_kernel.Quality.track_recall_at_10"]["result"][0] < 0.5
-    assert broken["bench_kernel.Quality.track_recall_gate"]["result"] is None  # failed: shown as failed
+    results, shas = _results(history), history["shas"]
+    assert _value(results, shas["broken"], "track_flat_recall_at_10") < 0.5
+    assert results[shas["broken"]]["bench_kernel.Kernel.track_flat_recall_gate"]["result"] is None  # shown as failed
     for name in ("baseline", "faster", "slower"):
-        assert results[history["shas"][name]]["bench_kernel.Quality.track_recall_gate"]["result"][0] >= 0
-    compare = _asv(history["repo"], history["env"], "compare", "--machine", MACHINE,
-                   history["shas"]["faster"], history["shas"]["broken"])
-    gate_line = next(line for line in compare.stdout.splitlines() if "track_recall_gate" in line)
+        assert _value(results, shas[name], "track_flat_recall_gate") >= 0
+        assert _value(results, shas[name], "track_ivf_recall_gate") >= 0
+    compare = _asv(history["repo"], history["env"], "compare", "--machine", MACHINE, shas["faster"], shas["broken"])
+    gate_line = next(line for line in compare.stdout.splitlines() if "track_flat_recall_gate" in line)
     cells = [c.strip() for c in gate_line.strip(" |").split("|")]
     assert cells[0] == "!" and cells[2] == "failed", gate_line
 
@@ -96,7 +103,7 @@ def test_regressions_feed_names_the_slow_commit(history):
     html = history["repo"] / ".asv" / "html"
     index = json.loads((html / "index.json").read_text())
     regressions = json.loads((html / "regressions.json").read_text())["regressions"]
-    timing = ("bench_kernel.Search.time_search", "bench_kernel.Quality.track_geomean_ns_per_query")
+    timing = ("bench_kernel.Kernel.track_flat_geomean_ns_per_query", "bench_kernel.Kernel.track_flat_time_vs_seed")
     after = {index["revision_to_hash"][str(jump[1])] for r in regressions if r[0] in timing for jump in r[6]}
     assert history["shas"]["slower"] in after, regressions  # asv may judge one of the two too noisy on a busy box
     assert history["shas"]["slower"][:8] in (html / "regressions.xml").read_text()
@@ -121,7 +128,7 @@ def test_dashboard_renders_offline_in_chromium(history, tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_port}/index.html#bench_kernel.Search.time_search"
+        url = f"http://127.0.0.1:{server.server_port}/index.html#bench_kernel.Kernel.track_flat_time_vs_seed"
         cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
                "--virtual-time-budget=15000", "--dump-dom", url]

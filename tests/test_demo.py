@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 from pqkern.tools.dashboard import NODE_MODULES
 
 
+@pytest.mark.slow
 def test_demo_replays_the_loop(tmp_path, data_dir):
     work = tmp_path / "demo"
     p = subprocess.run([sys.executable, "-m", "pqkern.tools.demo", "--workdir", str(work), "--num-base", "20000",
-                        "--pairs", "3", "--queries", "200"], cwd=REPO, env=dict(os.environ, PQKERN_DATA=str(data_dir)),
+                        "--cap-seconds", "20"], cwd=REPO, env=dict(os.environ, PQKERN_DATA=str(data_dir)),
                        capture_output=True, text=True, timeout=1500)
     assert p.returncode == 0, p.stdout + p.stderr
     verdicts = [line for line in p.stdout.splitlines() if "verdict:" in line]
@@ -33,5 +36,8 @@ def test_demo_replays_the_loop(tmp_path, data_dir):
     results = [r for r in (work / "repo" / ".asv" / "results" / "demo").glob("*.json") if r.name != "machine.json"]
     assert {r.name[:8] for r in results} == {c[:8] for c in kept}  # every kept commit recorded in asv
     if NODE_MODULES.is_dir():
-        assert "vendor/jquery" in (work / "repo" / ".asv" / "html" / "index.html").read_text()
+        html = work / "repo" / ".asv" / "html"
+        assert "vendor/jquery" in (html / "index.html").read_text()
         assert "dashboard" in p.stdout and "pqkern-dashboard preview" in p.stdout
+        index = json.loads((html / "index.json").read_text())
+        assert "autoresearch/demo" in index["params"]["branch"]  # the demo's branch is its own line on the dashboard

@@ -66,7 +66,7 @@ FORBIDDEN_ATTRIBUTES = {
     "abstract", "cext", "cloudpickle", "common", "config", "containers", "cpython", "dictobject", "enum", "errors",
     "experimental", "extending", "function_type", "functions", "ir", "iterators", "listobject", "llvmlite", "misc",
     "mviewbuf", "np", "npytypes", "numba", "parfors", "pycc", "runtests", "scalars", "scripts", "stencils", "tests",
-    "typeconv", "typeddict", "typedlist", "typedobjectutils", "utils",
+    "typeconv", "typeddict", "typedlist", "typedobjectutils", "utils", "dictimpl", "setobject", "typedset",
     # ... and the standard library modules any of them holds
     "builtins", "collections", "importlib", "itertools", "logging", "multiprocessing", "os", "platform", "re", "socket",
     "struct", "subprocess", "sys", "textwrap", "threading", "time", "traceback", "warnings", "weakref",
