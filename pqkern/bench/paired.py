@@ -48,7 +48,7 @@ PAIRS = {"flat": 1, "ivf": 2}  # query pairs per workload per round (an IVF quer
 # An untimed call on a base vector before each timed flat call brings that kernel's working set (the same for every
 # flat query) back to where a runner run keeps it; an IVF query probes other partitions than the last one did anyway.
 WARM_CALLS = {"flat": True, "ivf": False}
-CAP_SECONDS = 40.0
+CAP_SECONDS = 30.0
 TOLERANCE = 0.01
 SEED_KERNEL = Path(__file__).resolve().parent / "seed_kernel.py"
 

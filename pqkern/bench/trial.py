@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from pqkern.bench.lock import Busy, Neighbours, TrialLock
-from pqkern.bench.paired import SEED_KERNEL, Comparison, compare
+from pqkern.bench.paired import CAP_SECONDS, SEED_KERNEL, Comparison, compare
 from pqkern.bench.policy import PolicyError, violations
 from pqkern.bench.results import ResultsError, append_row, read_rows
 from pqkern.bench.runner import format_block
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("description", help="a short description of the change, for results.tsv")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--workload", action="append", choices=WORKLOADS, help="judge only this workload (repeatable; default both)")
-    p.add_argument("--cap-seconds", type=float, default=40.0, help="paired timing stops undecided after this long (default 40)")
+    p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS,
+                   help=f"paired timing stops undecided after this long (default {CAP_SECONDS:g})")
     p.add_argument("--time-budget", type=float, default=600, help="seconds for each worker's whole life (default 600)")
     p.add_argument("--no-asv", action="store_true", help="do not record a kept commit in asv")
     p.add_argument("--asv-bench", default=ASV_BENCH, help=f"asv benchmarks to record (regex, default {ASV_BENCH!r})")

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pqkern-demo", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
     p.add_argument("--num-base", type=int, default=100_000, help="synthetic base vectors (default 100000)")
-    p.add_argument("--cap-seconds", type=float, default=40.0, help="each trial's paired timing cap (default 40)")
+    p.add_argument("--cap-seconds", type=float, default=30.0, help="each trial's paired timing cap (default 30)")
     p.add_argument("--no-asv", action="store_true", help="skip asv (no environment build, no dashboard)")
     args = p.parse_args(argv)
     start = time.monotonic()
