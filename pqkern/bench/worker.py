@@ -237,7 +237,8 @@ def serve(cmd: int, reply: int) -> int:
         kind = "harness" if stage == "jail" else "raised"
         hint = f" (the kernel may add {cfg['memory_limit_mb']} MB: --memory-limit-mb)" if isinstance(e, MemoryError) else ""
         send(reply, {"op": "error", "kind": kind, "message": f"kernel raised in {stage}: {type(e).__name__}: {e}{hint}"
-                     if kind == "raised" else f"the jail could not be entered: {e}"})
+                     if kind == "raised" else f"the jail could not be entered on this machine: {e}. It needs Linux with "
+                     f"Landlock and libseccomp (README, 'What the evaluation guarantees'); --no-jail runs kernels unconfined"})
     return 1
 
 
