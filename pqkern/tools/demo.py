@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pqkern-demo", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
     p.add_argument("--num-base", type=int, default=100_000, help="synthetic base vectors (default 100000)")
+    p.add_argument("--default-fixture", action="store_true",
+                   help="use the runner's default fixture instead (the 1M synthetic set, or SIFT1M when installed)")
     p.add_argument("--cap-seconds", type=float, default=30.0, help="each trial's paired timing cap (default 30)")
     p.add_argument("--no-asv", action="store_true", help="skip asv (no environment build, no dashboard)")
     args = p.parse_args(argv)
@@ -59,13 +61,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     work.mkdir(parents=True, exist_ok=True)
     log = work / "demo.log"
-    env = dict(os.environ, PQKERN_DATA=str(data_dir()), PQKERN_SOURCE="synthetic", PQKERN_NUM_BASE=str(args.num_base),
-               PQKERN_NUM_QUERIES="1000", PQKERN_NUM_LEARN="20000", GIT_AUTHOR_NAME="pqkern demo agent",
+    env = dict(os.environ, PQKERN_DATA=str(data_dir()), GIT_AUTHOR_NAME="pqkern demo agent",
                GIT_AUTHOR_EMAIL="demo@example.invalid", GIT_COMMITTER_NAME="pqkern demo agent",
                GIT_COMMITTER_EMAIL="demo@example.invalid")
+    sizes = {"PQKERN_SOURCE": "synthetic", "PQKERN_NUM_BASE": str(args.num_base), "PQKERN_NUM_QUERIES": "1000",
+             "PQKERN_NUM_LEARN": "20000"}
+    for key, value in sizes.items():
+        if args.default_fixture:
+            env.pop(key, None)
+        else:
+            env[key] = value
     subprocess.run(["git", "clone", "-q", str(source), str(repo)], check=True)
     _run(["git", "checkout", "-q", "-b", "autoresearch/demo"], repo, env, log)
-    print(f"demo: scratch clone {repo}; fixture synthetic {args.num_base:,} rows in {env['PQKERN_DATA']}", flush=True)
+    what = "the default fixture" if args.default_fixture else f"fixture synthetic {args.num_base:,} rows"
+    print(f"demo: scratch clone {repo}; {what} in {env['PQKERN_DATA']}", flush=True)
     use_asv = not args.no_asv
     if use_asv:
         env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
