@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,3 +102,23 @@ def run_runner(data_dir: Path, *args: str, kernel: str | None = None, timeout: f
     env = dict(os.environ, PQKERN_DATA=str(data_dir))
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
     return RunResult(p.returncode, p.stdout, p.stderr)
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--virtual-time-budget=15000", "--dump-dom"]
+
+
+def dump_dom(directory: Path, page: str, profile: Path) -> str:
+    """The DOM of ``page`` served from ``directory`` on 127.0.0.1, after headless Chromium ran it; skips without Chromium."""
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/{page}"
+        return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url], capture_output=True, text=True,
+                              timeout=120).stdout
+    finally:
+        server.shutdown()

@@ -3,18 +3,15 @@ the dashboard."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, commit_all, scratch_repo, small_fixture_env
+from conftest import DEMO, commit_all, dump_dom, scratch_repo, small_fixture_env
 
 from pqkern.tools.dashboard import NODE_MODULES
 
@@ -119,21 +116,8 @@ def test_bisect_names_the_slow_commit(history):
 
 
 def test_dashboard_renders_offline_in_chromium(history, tmp_path):
-    chromium = shutil.which("chromium")
-    if not chromium:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
     html = history["repo"] / ".asv" / "html"
     assert "cdn" not in (html / "index.html").read_text().lower().split("<body")[0]
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/index.html#bench_kernel.Kernel.track_flat_time_vs_seed"
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-               "--virtual-time-budget=15000", "--dump-dom", url]
-        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    finally:
-        server.shutdown()
+    dom = dump_dom(html, "index.html#bench_kernel.Kernel.track_flat_time_vs_seed", tmp_path / "profile")
     assert "continental origin" not in dom  # asv's error page
     assert 'class="flot-base"' in dom and 'id="main-graph"' in dom

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV
-from test_report import dump_dom, v2_row, write_tsv
+from conftest import GIT_ENV, dump_dom
+from test_report import v2_row, write_tsv
 
 from pqkern.tools.dashboard import NODE_MODULES
 from pqkern.tools.results_tsv import V2

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import html
-import http.server
 import json
 import re
-import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from conftest import dump_dom
 
 from pqkern.tools.results_tsv import V1, V2
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--virtual-time-budget=15000", "--dump-dom"]
-
-
-def dump_dom(directory: Path, page: str, profile: Path) -> str:
-    """The DOM of ``page`` served from ``directory`` on 127.0.0.1, after headless Chromium ran it; skips without Chromium."""
-    chromium = shutil.which("chromium")
-    if not chromium:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/{page}"
-        return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url], capture_output=True, text=True,
-                              timeout=120).stdout
-    finally:
-        server.shutdown()
 
 
 def v1_row(commit: str, status: str, geomean: str, t: int) -> list[str]:
