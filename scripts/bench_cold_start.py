@@ -12,6 +12,10 @@ the export, the two revisions one after the other in the same run, so the machin
   default synthetic fixture, which it builds first; wall time, peak RSS (the process tree's
   largest), and the build's steps as reported on stderr (per-step lines, or the last progress
   line of each step for revisions that print none, which leaves out a step's final writes);
+- ``runner fixed cost``: then three more runs on the now warm fixture, and (when the real siftsmall
+  files are in ``../shared/data/siftsmall``) a build and three runs on ``siftsmall``: the runner's
+  time beyond its timed queries (``total_seconds - timed_seconds`` of ``--result-json``), median;
+  for revisions whose worker reports it, that cost without the kernel's own JIT compile;
 - ``sift1m prepare``: SIFT1M-shaped files (1M base, 10k query, 100k learn fvecs of the synthetic
   generator's integer values, a 10k x 100 ivecs ground truth) are written once, then the module
   that ``scripts/prepare_fixtures.sh`` runs is timed with ``--from`` them and an empty data directory.
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -38,6 +44,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SIFT_SIZES = {"base": 1_000_000, "query": 10_000, "learn": 100_000}
+SIFTSMALL = REPO.parent / "shared" / "data" / "siftsmall"
+WARM_RUNS = 3
 STEP_LINE = re.compile(r"^\[pqkern\] [^:]+: (?P<what>.+) in (?P<sec>[\d.]+) s$")
 PROGRESS_LINE = re.compile(r"^\[pqkern\] [^:]+: (?P<what>.+): \d+/\d+ \((?P<sec>[\d.]+)s\)$")
 STEPS = (("generat", "base", "generate base"), ("generat", "learn", "generate learn"), ("codebook", "", "train codebook"),
@@ -173,12 +181,34 @@ def rows_for(title: str, runs: dict[str, Run]) -> list[tuple[str, float | None, 
     return rows + [("  build: sum of the steps", total.get("before"), total.get("after"), "s")]
 
 
+def fixed_costs(src: Path, env: dict[str, str], work: Path, label: str) -> dict[str, float]:
+    """Median runner time beyond the timed queries over WARM_RUNS warm runs (and without the kernel's compile, if known)."""
+    fixed, harness = [], []
+    for i in range(WARM_RUNS):
+        out = work / f"fixed-{label}-{i}.json"
+        timed([sys.executable, "-m", runner_module(src), "--result-json", str(out)], env, work / f"fixed-{label}-{i}.log")
+        r = json.loads(out.read_text())
+        fixed.append(r["total_seconds"] - r["timed_seconds"])
+        if "worker_steps_seconds" in r:
+            harness.append(fixed[-1] - r["worker_steps_seconds"].get("compile", 0.0))
+    result = {"fixed": statistics.median(fixed)}
+    if harness:
+        result["without the kernel's compile"] = statistics.median(harness)
+    return result
+
+
+def fixed_rows(title: str, costs: dict[str, dict[str, float]]) -> list[tuple[str, float | None, float | None, str]]:
+    keys = sorted({k for c in costs.values() for k in c}, key=lambda k: k != "fixed")
+    return [(f"{title}: {k}", costs.get("before", {}).get(k), costs.get("after", {}).get(k), "s") for k in keys]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--before", default="afba0b9", help="git revision (default afba0b9, the last before the cold-start work)")
     p.add_argument("--after", default=None, help="git revision (default: the working tree)")
     p.add_argument("--skip-run", action="store_true", help="omit the first pqkern-run")
     p.add_argument("--skip-sift1m", action="store_true", help="omit SIFT1M preparation")
+    p.add_argument("--skip-fixed", action="store_true", help="omit the warm runs (the runner's fixed cost)")
     p.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary one, removed at the end)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (exports, data, logs)")
     args = p.parse_args(argv)
@@ -187,12 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sources = {"before": export(args.before, work / "src-before"), "after": export(args.after, work / "src-after")}
         print(f"before: {args.before}, after: {args.after or 'the working tree'}; scratch in {work}", file=sys.stderr)
-        first, prep = {}, {}
+        first, prep, fixed_1m, fixed_small = {}, {}, {}, {}
         if not args.skip_run:
             for label, src in sources.items():
                 print(f"first pqkern-run, {label} ...", file=sys.stderr, flush=True)
                 env = dict(environment(src, work / f"data-run-{label}"), PQKERN_SOURCE="synthetic")
                 first[label] = timed([sys.executable, "-m", runner_module(src)], env, work / f"run-{label}.log")
+                if not args.skip_fixed:
+                    print(f"warm runs, {label} ...", file=sys.stderr, flush=True)
+                    fixed_1m[label] = fixed_costs(src, env, work, f"1m-{label}")
+                    if SIFTSMALL.is_dir():
+                        shutil.copytree(SIFTSMALL, work / f"data-run-{label}" / "siftsmall")
+                        small = dict(env, PQKERN_SOURCE="siftsmall")
+                        timed([sys.executable, "-m", runner_module(src)], small, work / f"build-siftsmall-{label}.log")
+                        fixed_small[label] = fixed_costs(src, small, work, f"siftsmall-{label}")
         if not args.skip_sift1m:
             print("writing SIFT1M-shaped files ...", file=sys.stderr, flush=True)
             fabricate_sift1m(work / "sift-files")
@@ -203,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 prep[label] = timed(cmd, env, work / f"prepare-{label}.log")
                 shutil.rmtree(work / f"data-prep-{label}")  # 700 MB each
         rows = (rows_for("first run", first) if first else []) + (rows_for("sift1m prepare", prep) if prep else [])
+        rows += fixed_rows("runner fixed cost, 1M", fixed_1m) + fixed_rows("runner fixed cost, siftsmall", fixed_small)
         print(table(rows))
     finally:
         if not args.keep and not args.workdir:

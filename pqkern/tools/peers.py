@@ -412,17 +412,25 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _print_ivf(fx, table: dict) -> None:
+    auto = table["lance_auto_nprobes"]
+    print(f"fixture {fx.fixture_id}, IVF_PQ: {table['num_partitions']} partitions, nprobes {table['nprobes']}, "
+          f"{table['queries']} queries, single-threaded")
+    print(format_table(table["rows"]))
+    print(f"lance default (Auto) nprobes on these queries: median {auto['median']:g}, mean {auto['mean']:.2f}, "
+          f"quartiles {auto['quartiles'][0]:g}-{auto['quartiles'][1]:g}, range {auto['min']}-{auto['max']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pqkern-peers", description=__doc__.split("\n")[0])
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--queries", type=int, default=200, help="queries timed per method (default 200)")
     p.add_argument("--kernel", type=Path, action="append",
                    help="kernels file; repeat to compare several (default: pqkern/kernels.py); ratios are to the first")
-    p.add_argument("--workload", choices=("flat", "ivf"), default="flat",
-                   help="flat (default): all codes; ivf: the IVF_PQ layout, ivf.NPROBES partitions per query")
+    p.add_argument("--workload", choices=("flat", "ivf", "both"), default="flat",
+                   help="flat (default): all codes; ivf: the IVF_PQ layout, ivf.NPROBES partitions per query; both, in one run")
     p.add_argument("--json", type=Path, help="also write the table here (default: trials/peers.json, trials/peers-ivf.json)")
     args = p.parse_args(argv)
-    args.json = args.json or Path("trials/peers.json" if args.workload == "flat" else "trials/peers-ivf.json")
     single_threaded()
     try:
         import faiss  # noqa: F401
@@ -431,26 +439,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pqkern-peers: {e.name} is not installed: {INSTALL_HINT}", file=sys.stderr)
         return 1
     fx = load_fixture(args.source)
-    if args.workload == "ivf":
-        table = measure_ivf(fx, args.queries, args.kernel or [DEFAULT_KERNEL])
-        auto = table["lance_auto_nprobes"]
-        print(f"fixture {fx.fixture_id}, IVF_PQ: {table['num_partitions']} partitions, nprobes {table['nprobes']}, "
-              f"{table['queries']} queries, single-threaded")
-        print(format_table(table["rows"]))
-        print(f"lance default (Auto) nprobes on these queries: median {auto['median']:g}, mean {auto['mean']:.2f}, "
-              f"quartiles {auto['quartiles'][0]:g}-{auto['quartiles'][1]:g}, range {auto['min']}-{auto['max']}")
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(table, indent=1) + "\n")
-        print(f"table: {args.json}")
-        return 0
-    numba.set_num_threads(1)  # after the fixture, whose one-off build may use every core
-    rows = measure(fx, args.queries, args.kernel or [DEFAULT_KERNEL], fx.cache_dir / "lance")
-    print(f"fixture {fx.fixture_id}, {min(args.queries, fx.queries.shape[0])} queries, single-threaded")
-    print(format_table(rows))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"fixture_id": fx.fixture_id, "num_base": fx.num_base, "rows": rows}, indent=1) + "\n")
-    print(f"table: {args.json}")
+    kernels = args.kernel or [DEFAULT_KERNEL]
+    if args.workload in ("flat", "both"):
+        numba.set_num_threads(1)  # after the fixture, whose one-off build may use every core
+        rows = measure(fx, args.queries, kernels, fx.cache_dir / "lance")
+        print(f"fixture {fx.fixture_id}, flat, {min(args.queries, fx.queries.shape[0])} queries, single-threaded")
+        print(format_table(rows))
+        _write(args.json or Path("trials/peers.json"), {"fixture_id": fx.fixture_id, "num_base": fx.num_base, "rows": rows})
+    if args.workload in ("ivf", "both"):
+        table = measure_ivf(fx, args.queries, kernels)
+        _print_ivf(fx, table)
+        ivf_json = (args.json.with_name(args.json.stem + "-ivf.json") if args.json and args.workload == "both"
+                    else args.json or Path("trials/peers-ivf.json"))
+        _write(ivf_json, table)
     return 0
+
+
+def _write(path: Path, table: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=1) + "\n")
+    print(f"table: {path}")
 
 
 if __name__ == "__main__":
