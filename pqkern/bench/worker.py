@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 from time import perf_counter_ns as _clock
 from time import process_time_ns as _cpu_clock
+from time import thread_time_ns as _thread_clock
 
 import numpy as np
 
@@ -129,7 +130,11 @@ class Workload:
 
 
 def _search_block(kernel, wl: Workload, k: int, queries: np.ndarray, probes: np.ndarray | None, warm: bool):
-    """Time each query of the block (the first one untimed when ``warm``); return ids, dists, wall and CPU ns."""
+    """Time each query of the block (the first one untimed when ``warm``); return ids, dists, wall and CPU ns,
+    and the CPU this (main) thread spent on the harness's own bookkeeping outside the timed calls, so the
+    judge can tell that from work a kernel's thread does between calls."""
+    block_start = _thread_clock()
+    inside = 0
     n = queries.shape[0]
     width = 1 if probes is None else probes.shape[1]
     out_ids = np.full((n, width, k), -1, np.int64)
@@ -140,15 +145,18 @@ def _search_block(kernel, wl: Workload, k: int, queries: np.ndarray, probes: np.
         if probes is None:
             index = wl.indexes[0]
             q = queries[j]
+            h0 = _thread_clock()
             t0, c0 = _clock(), _cpu_clock()
             res = search(index, q, k)
             ids, dists = res
             c1, t1 = _cpu_clock(), _clock()
+            inside += _thread_clock() - h0
             results = [(res, k)]
         else:
             parts = probes[j]
             calls = [(wl.indexes[p], queries[j, i], min(k, wl.parts[p].shape[1])) for i, p in enumerate(parts)]
             results = []
+            h0 = _thread_clock()
             t0, c0 = _clock(), _cpu_clock()
             for index, q, kk in calls:
                 if index is not None:
@@ -158,13 +166,14 @@ def _search_block(kernel, wl: Workload, k: int, queries: np.ndarray, probes: np.
                 else:
                     results.append((None, 0))
             c1, t1 = _cpu_clock(), _clock()
+            inside += _thread_clock() - h0
         wall[j], cpu[j] = t1 - t0, c1 - c0
         for i, (res, kk) in enumerate(results):
             if res is not None:
                 ids, dists = check_result(res, kk, f"{wl.name} query {j} call {i}")
                 out_ids[j, i, :kk], out_d[j, i, :kk] = ids, dists
     first = 1 if warm else 0
-    return out_ids[first:], out_d[first:], wall, cpu
+    return out_ids[first:], out_d[first:], wall, cpu, _thread_clock() - block_start - inside
 
 
 def _enter_jail(tmp: Path, threads: int, forbid: list[str]) -> None:
@@ -228,8 +237,8 @@ def serve(cmd: int, reply: int) -> int:
             wl = workloads[req["workload"]]
             stage = f"search ({wl.name})"
             queries, probes = arrays[0], (arrays[1] if len(arrays) > 1 else None)
-            ids, dists, wall, cpu = _search_block(kernel, wl, k, queries, probes, bool(req["warm"]))
-            send(reply, {"op": "result"}, ids, dists, wall, cpu)
+            ids, dists, wall, cpu, bookkeeping = _search_block(kernel, wl, k, queries, probes, bool(req["warm"]))
+            send(reply, {"op": "result", "bookkeeping_ns": bookkeeping}, ids, dists, wall, cpu)
     except ContractError as e:
         send(reply, {"op": "error", "kind": "contract", "message": str(e)})
     except BaseException as e:  # the kernel raised (or the jail refused it): say where, traceback on stderr
