@@ -17,7 +17,7 @@ from pqkern.tools.dashboard import NODE_MODULES
 def test_demo_replays_the_loop(tmp_path, data_dir):
     work = tmp_path / "demo"
     p = subprocess.run([sys.executable, "-m", "pqkern.tools.demo", "--workdir", str(work), "--num-base", "20000",
-                        "--cap-seconds", "20"], cwd=REPO, env=dict(os.environ, PQKERN_DATA=str(data_dir)),
+                        "--cap-seconds", "10"], cwd=REPO, env=dict(os.environ, PQKERN_DATA=str(data_dir)),
                        capture_output=True, text=True, timeout=1500)
     assert p.returncode == 0, p.stdout + p.stderr
     verdicts = [line for line in p.stdout.splitlines() if "verdict:" in line]

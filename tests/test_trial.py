@@ -56,7 +56,7 @@ def trajectory(tmp_path_factory, data_dir):
     scratch_repo(repo, env)
     seed = _commit_kernel(repo, env, (DEMO / "slower.py").read_text(), "seed: a slow kernel")
     steps = {"seed": seed}
-    steps["baseline"] = _trial(repo, env, "baseline")
+    steps["baseline"] = _trial(repo, env, "baseline", "--cap-seconds", "10")  # the slow seed: fewer than 100 rounds
     fast_src = (DEMO / "relayout.py").read_text()
     steps["fast_commit"] = _commit_kernel(repo, env, fast_src, "row-major re-layout")
     steps["faster"] = _trial(repo, env, "row-major re-layout")
