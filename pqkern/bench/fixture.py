@@ -116,7 +116,7 @@ def _step(fid: str, what: str, start: float) -> None:
     print(f"[pqkern] {fid}: {what} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -124,13 +124,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, np.ascontiguousarray(array))
     os.replace(tmp, path)
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r")
     except (ValueError, OSError) as e:
@@ -223,8 +223,8 @@ def _frozen_codebook(cache: Path, fid: str, train: np.ndarray, trained_on: str) 
         print(f"[pqkern] {fid}: no frozen codebook yet: training it once on {trained_on}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         cb = pq.train_codebook(train, SEED, progress(f"{fid}: training codebook (sub-spaces)"))
-        _save_npy(path, cb)
-        sha_path.write_text(_sha256(path) + "\n")
+        save_npy(path, cb)
+        sha_path.write_text(sha256_file(path) + "\n")
         (cache / "codebook.json").write_text(
             json.dumps({"trained_on": trained_on, "rows": int(train.shape[0]), "seed": SEED,
                         "iterations": pq.ITERATIONS, "sample_rows": pq.SAMPLE_ROWS}, indent=1) + "\n"
@@ -237,13 +237,13 @@ def _frozen_codebook(cache: Path, fid: str, train: np.ndarray, trained_on: str) 
             f"Restore the file, or delete {cache} deliberately to retrain (results will no longer compare with history)"
         )
     expected = sha_path.read_text().strip()
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise FixtureError(
             f"{path}: sha256 {actual[:16]}... does not match the frozen {expected[:16]}... in {sha_path.name}: "
             f"the codebook was modified. Restore it, or delete {cache} deliberately to retrain"
         )
-    cb = _load_npy(path)
+    cb = load_npy(path)
     if cb.shape != (M, KSUB, DSUB) or cb.dtype != np.float32:
         raise FixtureError(f"{path}: expected float32 {(M, KSUB, DSUB)}, found {cb.dtype} {cb.shape}")
     return cb, actual
@@ -253,10 +253,10 @@ def _cached(path: Path, build, expect_shape: tuple[int, ...], step: tuple[str, s
     """``path``'s array, built and saved first if missing (``step``: (fixture id, what) to report the build's time)."""
     if not path.is_file():
         start = time.perf_counter()
-        _save_npy(path, build())
+        save_npy(path, build())
         if step:
             _step(*step, start)
-    arr = _load_npy(path)
+    arr = load_npy(path)
     if arr.shape != expect_shape:
         raise FixtureError(f"{path}: expected shape {expect_shape}, found {arr.shape}; delete it to rebuild")
     return arr

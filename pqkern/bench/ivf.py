@@ -22,7 +22,6 @@ after the parameters and both sha256 prefixes. ``load_ivf(fx)`` is the entry poi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ import numba
 import numpy as np
 
 from pqkern.bench import pq
-from pqkern.bench.fixture import FixtureError
+from pqkern.bench.fixture import FixtureError, load_npy, save_npy, sha256_file
 
 DIM, M, KSUB, DSUB = 128, 16, 256, 8
 
@@ -166,7 +165,7 @@ def load_ivf(fx) -> IvfFixture:
     files = {"codes": folder / "codes.npy", "offsets": folder / "offsets.npy", "row_ids": folder / "row_ids.npy"}
     if not all(f.is_file() for f in files.values()):
         _build_layout(fx, centroids, codebook, labels, folder)
-    codes, offsets, row_ids = (_load_npy(files[key]) for key in ("codes", "offsets", "row_ids"))
+    codes, offsets, row_ids = (load_npy(files[key]) for key in ("codes", "offsets", "row_ids"))
     _check_layout(folder, codes, offsets, row_ids, n, parts)
     worker_files = {"codes": str(files["codes"]), "offsets": str(files["offsets"]),
                     "codebook": str(_frozen_paths(fx.cache_dir, "codebook")[0])}
@@ -193,8 +192,8 @@ def _train(fx, parts: int) -> np.ndarray:
     say(f"residual PQ codebook: {pq_rows} sample rows, {pq.ITERATIONS} iterations")
     for name, array in (("centroids", centroids), ("codebook", codebook)):
         path, sha_path = _frozen_paths(fx.cache_dir, name)
-        _save_npy(path, array)
-        sha_path.write_text(_sha256(path) + "\n")
+        save_npy(path, array)
+        sha_path.write_text(sha256_file(path) + "\n")
     (fx.cache_dir / "ivf.json").write_text(json.dumps({
         "trained_on": f"the base set, {n} rows", "num_partitions": parts, "seed": SEED, "streams": STREAMS,
         "coarse_sample_rows": coarse_rows, "coarse_iterations": IVF_ITERATIONS,
@@ -340,7 +339,7 @@ def _build_layout(fx, centroids: np.ndarray, codebook: np.ndarray, labels: np.nd
         flat[M * a : M * b] = codes[:, row_ids[a:b]].ravel()  # (16, n_p), C order: Lance's transposed storage
     folder.mkdir(exist_ok=True)
     for name, array in (("offsets", offsets), ("row_ids", row_ids), ("codes", flat)):
-        _save_npy(folder / f"{name}.npy", array)
+        save_npy(folder / f"{name}.npy", array)
     say(f"stored {parts} partitions in {folder.name}")
 
 
@@ -382,33 +381,16 @@ def _frozen_state(cache: Path) -> str:
 
 def _load_frozen(cache: Path, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
     path, sha_path = _frozen_paths(cache, name)
-    expected, actual = sha_path.read_text().strip(), _sha256(path)
+    expected, actual = sha_path.read_text().strip(), sha256_file(path)
     if actual != expected:
         raise FixtureError(
             f"{path}: sha256 {actual[:16]}... does not match the frozen {expected[:16]}... in {sha_path.name}: the IVF "
             f"{'coarse quantizer' if name == 'centroids' else 'residual codebook'} was modified. Restore it, or delete "
             f"every ivf_* file and ivf-* folder in {cache} deliberately to retrain")
-    array = _load_npy(path)
+    array = load_npy(path)
     if array.dtype != np.float32 or array.shape != shape:
         raise FixtureError(f"{path}: expected float32 {shape}, found {array.dtype} {array.shape}")
     return array, actual
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, np.ascontiguousarray(array))
-    os.replace(tmp, path)
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as e:
-        raise FixtureError(f"{path}: unreadable ({e}); delete it to rebuild it") from e
 
 
 def _stepper(fid: str):

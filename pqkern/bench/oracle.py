@@ -15,22 +15,10 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from pqkern.bench.reference import adc_table
+from pqkern.bench.reference import adc_table, insert_sorted
 
 K_ORACLE = 100
 BLOCK = 1000
-
-
-@numba.njit(cache=True)
-def _insert(best_d: np.ndarray, best_i: np.ndarray, d: float, i: int) -> None:
-    """Insert (d, i) into the sorted top list, after any equal distance (ids arrive in increasing order)."""
-    j = best_d.shape[0] - 1
-    while j > 0 and best_d[j - 1] > d:
-        best_d[j] = best_d[j - 1]
-        best_i[j] = best_i[j - 1]
-        j -= 1
-    best_d[j] = d
-    best_i[j] = i
 
 
 @numba.njit(parallel=True, cache=True)
@@ -49,7 +37,7 @@ def adc_topk_many(codes: np.ndarray, tables: np.ndarray, k: int) -> tuple[np.nda
             for s in range(1, 16):
                 d += t[s, codes[s, r]]
             if d < best_d[kk - 1]:
-                _insert(best_d, best_i, d, r)
+                insert_sorted(best_d, best_i, d, r)
         out_i[q] = best_i
         out_d[q] = best_d
     return out_i, out_d

@@ -99,7 +99,7 @@ def _exact_knn_small_ints(
 
 
 @numba.njit(cache=True)
-def _insert(best_d: np.ndarray, best_i: np.ndarray, d: float, i: int) -> None:
+def insert_sorted(best_d: np.ndarray, best_i: np.ndarray, d: float, i: int) -> None:
     """Insert ``(d, i)`` into the sorted top list, dropping its last entry, after any equal distance."""
     j = best_d.shape[0] - 1
     while j > 0 and best_d[j - 1] > d:
@@ -128,7 +128,7 @@ def _fold(dots: np.ndarray, x_norm: np.ndarray, q_norm: np.ndarray, first_id: in
         for c in range(dots.shape[1]):
             e = x_norm[c] - 2.0 * dots[r, c]
             if e < limit:
-                _insert(best_d[r], best_i[r], e + q_norm[r], first_id + c)
+                insert_sorted(best_d[r], best_i[r], e + q_norm[r], first_id + c)
                 limit = best_d[r, k - 1] - q_norm[r]
 
 
