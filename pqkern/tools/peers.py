@@ -2,7 +2,10 @@
 
 ``--workload flat`` (default): every method searches the active fixture's codes with its frozen
 codebook, single-threaded, one query per call timed with ``perf_counter_ns`` (batched variants:
-the batch's time per query). FAISS gets an ``IndexPQ`` (M=16, nbits=8) with the frozen codebook
+the batch's time per query). The kernels run in jailed workers side by side, taking turns every
+10 queries, so their ratios share this machine's slow phases; FAISS, Lance and numpy follow,
+one after another, and their ratios to the kernels carry that noise (10-20% run to run here).
+FAISS gets an ``IndexPQ`` (M=16, nbits=8) with the frozen codebook
 installed and the codes added as they are; Lance gets an ``IVF_PQ`` index with one partition, a
 zero centroid and the frozen codebook, so it encodes to the same codes, searched with
 ``nprobes=1`` and no refine. The floors: one streaming pass over the code bytes, and 16 table
@@ -36,11 +39,12 @@ from pqkern.bench import ivf as ivf_layout
 from pqkern.bench.fixture import load_fixture
 from pqkern.bench.policy import check_kernel
 from pqkern.bench.reference import adc_distances, adc_table, adc_topk, tie_aware_recall
-from pqkern.bench.runner import BLOCK_QUERIES, DEFAULT_KERNEL, K, warm_vectors
+from pqkern.bench.runner import DEFAULT_KERNEL, K, warm_vectors
 from pqkern.bench.session import KernelProcess
 from pqkern.bench.workloads import make
 
 THREAD_VARS = ("OMP_NUM_THREADS", "LANCE_CPU_THREADS", "TOKIO_WORKER_THREADS", "RAYON_NUM_THREADS")
+INTERLEAVE = 10  # queries per turn when several kernels are timed side by side
 INSTALL_HINT = "the peers need the optional extra: pip install -e '.[peers]' (faiss-cpu, pylance)"
 
 
@@ -154,24 +158,38 @@ def _batched(run, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.full(len(queries), per, np.int64), ids, dists
 
 
-def kernel_times(fx, workload: str, path: Path, n: int, k: int = K) -> tuple[np.ndarray, np.ndarray]:
-    """A kernels file timed as the runner times it (a jailed worker, each query once): ``(ns per query, ids)``."""
-    check_kernel(path)
+def kernel_times(fx, workload: str, paths: list[Path], n: int, k: int = K) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Kernels files timed as the runner times them (a jailed worker each, each query once): ``[(ns per query, ids)]``.
+
+    The workers run side by side and take turns, a block of ``INTERLEAVE`` queries each, in a rotating order, so a
+    slow phase of this machine (they last seconds here) hits every kernel alike instead of whichever ran then."""
     wl = make(workload, fx, k)
-    worker = KernelProcess(path.stem, path.read_text(encoding="utf-8"), {workload: wl.files}, warm_vectors(fx), k,
-                           time.monotonic() + 1800)
+    workers = []
     try:
-        worker.ready()
-        blocks = [worker.search(workload, *wl.request(np.arange(a, min(a + BLOCK_QUERIES, n)), None), warm=False)
-                  for a in range(0, n, BLOCK_QUERIES)]
-        worker.finish()
+        for path in paths:
+            check_kernel(path)
+            workers.append(KernelProcess(path.stem, path.read_text(encoding="utf-8"), {workload: wl.files},
+                                         warm_vectors(fx), k, time.monotonic() + 1800))
+        for worker in workers:
+            worker.ready()
+        blocks: list[list] = [[] for _ in workers]
+        for turn, a in enumerate(range(0, n, INTERLEAVE)):
+            request = wl.request(np.arange(a, min(a + INTERLEAVE, n)), None)
+            for i in np.roll(np.arange(len(workers)), -turn):
+                blocks[i].append(workers[i].search(workload, *request, warm=False))
+        for worker in workers:
+            worker.finish()
     finally:
-        worker.close()
-    ids, dists = np.concatenate([b.ids for b in blocks]), np.concatenate([b.dists for b in blocks])
-    found, _, problem = wl.judge(np.arange(n), ids, dists, 0.01)
-    if problem:
-        raise RuntimeError(f"{path}: {problem}")
-    return np.concatenate([b.wall_ns for b in blocks]), found
+        for worker in workers:
+            worker.close()
+    out = []
+    for path, got in zip(paths, blocks, strict=True):
+        ids, dists = np.concatenate([b.ids for b in got]), np.concatenate([b.dists for b in got])
+        found, _, problem = wl.judge(np.arange(n), ids, dists, 0.01)
+        if problem:
+            raise RuntimeError(f"{path}: {problem}")
+        out.append((np.concatenate([b.wall_ns for b in got]), found))
+    return out
 
 
 def kernel_names(paths: list[Path]) -> list[str]:
@@ -189,7 +207,7 @@ def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list
     warm.setflags(write=False)  # same array type as the queries: no JIT compile inside the timing
     names = kernel_names(kernel_paths)
     n = len(qs)
-    results = {name: (*kernel_times(fx, "flat", path, n), None) for name, path in zip(names, kernel_paths, strict=True)}
+    results = {name: (*timed, None) for name, timed in zip(names, kernel_times(fx, "flat", kernel_paths, n), strict=True)}
     methods = {}
     fidx = faiss_index(codes, codebook)
     methods["faiss IndexPQ"] = lambda q: (lambda d, i: (i[0], d[0]))(*fidx.search(q[None, :], K))
@@ -362,8 +380,8 @@ def measure_ivf(fx, queries: int, kernel_paths: list[Path] = (), k: int = K) -> 
     qs = np.asarray(fx.queries[:queries])
     qids = np.arange(len(qs))
     warm = np.array(fx.base[:3], np.float32)
-    results = {name: (*kernel_times(fx, "ivf", path, len(qs), k), None)
-               for name, path in zip(kernel_names(list(kernel_paths)), kernel_paths, strict=True)}
+    results = {name: (*timed, None) for name, timed in
+               zip(kernel_names(list(kernel_paths)), kernel_times(fx, "ivf", list(kernel_paths), len(qs), k), strict=True)}
     ds = lance_ivf_dataset(fx, ivf, ivf.folder / "lance")
     fidx = faiss_ivf_index(ivf)
     methods = {
