@@ -54,8 +54,9 @@ def test_runtime_attacks_are_caught_by_the_runner(data_dir, kernel, message):
     assert file_digest(files) == before  # nothing the kernel did reached the fixture
 
 
-@pytest.mark.parametrize("kernel", ["legit/u16_table.py", "legit/pruned_scan.py", "../../pqkern/tools/demo_kernels/relayout.py",
-                                    "../../pqkern/tools/demo_kernels/unrolled.py"])
+@pytest.mark.parametrize("kernel", ["legit/u16_table.py", "legit/pruned_scan.py",  # the demo kernels: also in the demo
+                                    pytest.param("../../pqkern/tools/demo_kernels/relayout.py", marks=pytest.mark.slow),
+                                    pytest.param("../../pqkern/tools/demo_kernels/unrolled.py", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("workload", ["flat", "ivf"])
 def test_legitimate_aggressive_kernels_pass(data_dir, kernel, workload):
     r = run_runner(data_dir, "--source", "smoke", "--workload", workload, kernel=kernel)

@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import small_fixture_env
 
+pytestmark = pytest.mark.slow  # FAISS and Lance: CI runs them; the quick subset leaves them out
+
 pytest.importorskip("faiss", reason="faiss-cpu is not installed (pip install -e '.[peers]')")
 pytest.importorskip("lance", reason="pylance is not installed (pip install -e '.[peers]')")
 
