@@ -72,7 +72,7 @@ def trajectory(tmp_path_factory, data_dir):
     _commit_kernel(repo, env, (KERNELS / "raises.py").read_text(), "raises")
     steps["crash"] = _trial(repo, env, "raises")
     _commit_kernel(repo, env, (KERNELS / "spin.py").read_text(), "spins")
-    steps["timeout"] = _trial(repo, env, "spins", "--time-budget", "10")
+    steps["timeout"] = _trial(repo, env, "spins", "--time-budget", "8")
     steps["cached"] = []
     for i in range(2):  # cache=True, twice, with a different kernel body of the same size each time
         _commit_kernel(repo, env, CACHED.replace("best_d[j] = d", f"best_d[j] = d  # v{i}"), f"cache=True v{i}")
@@ -287,7 +287,7 @@ def test_a_trial_in_another_worktree_is_named_in_the_verdict(candidate_repo, tmp
     subprocess.run(["git", "worktree", "add", "-q", "-b", "autoresearch/other", str(other)], cwd=repo, check=True, env=env)
     shutil.copyfile(repo / "results.tsv", other / "results.tsv")
     _commit_kernel(other, env, (KERNELS / "spin.py").read_text(), "hangs until its budget, in the other worktree")
-    background = subprocess.Popen([sys.executable, "-m", "pqkern.bench.trial", "hangs", "--no-asv", "--time-budget", "30"],
+    background = subprocess.Popen([sys.executable, "-m", "pqkern.bench.trial", "hangs", "--no-asv", "--time-budget", "15"],
                                   cwd=other, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_workers(background)
