@@ -96,10 +96,10 @@ def test_timing_cross_check():
 
 
 def _search_blocks(source: str, workload: str, blocks: int) -> None:
-    """Search ``blocks`` blocks of smoke queries in one unjailed worker (no policy either): the cross-check alone."""
+    """Search ``blocks`` blocks of smoke queries in one jailed worker, as the runner does; the cross-check runs on each."""
     fx = load_fixture("smoke")
     wl = make(workload, fx)
-    worker = KernelProcess("cross-check", source, {wl.name: wl.files}, fx.base[:2], 10, time.monotonic() + 120, jail=False)
+    worker = KernelProcess("cross-check", source, {wl.name: wl.files}, fx.base[:2], 10, time.monotonic() + 120)
     try:
         worker.ready()
         for _ in range(blocks):

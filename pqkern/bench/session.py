@@ -96,7 +96,7 @@ class KernelProcess:
 
     def __init__(self, label: str, source: str, workloads: dict[str, dict[str, str]], warm: np.ndarray, k: int,
                  deadline: float, memory_limit_mb: int = 4096, threads: int = 1, jail: bool = True):
-        self.label, self.deadline, self.k, self.threads = label, deadline, k, threads
+        self.label, self.deadline, self.k = label, deadline, k
         self.tmp = Path(tempfile.mkdtemp(prefix=f"pqkern-worker-{label}-"))
         cmd_r, self.cmd = os.pipe()
         self.reply, reply_w = os.pipe()

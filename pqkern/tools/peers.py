@@ -163,13 +163,15 @@ def kernel_times(fx, workload: str, paths: list[Path], n: int, k: int = K) -> li
 
     The workers run side by side and take turns, a block of ``INTERLEAVE`` queries each, in a rotating order, so a
     slow phase of this machine (they last seconds here) hits every kernel alike instead of whichever ran then."""
+    for path in paths:
+        check_kernel(path)
     wl = make(workload, fx, k)
+    warm = warm_vectors(fx)
     workers = []
     try:
         for path in paths:
-            check_kernel(path)
-            workers.append(KernelProcess(path.stem, path.read_text(encoding="utf-8"), {workload: wl.files},
-                                         warm_vectors(fx), k, time.monotonic() + 1800))
+            workers.append(KernelProcess(path.stem, path.read_text(encoding="utf-8"), {workload: wl.files}, warm, k,
+                                         time.monotonic() + 1800))
         for worker in workers:
             worker.ready()
         blocks: list[list] = [[] for _ in workers]
