@@ -17,7 +17,7 @@ from conftest import DEMO, KERNELS, commit_all, run_runner, scratch_repo, small_
 from pqkern.bench.fixture import load_fixture
 from pqkern.bench.paired import compare
 from pqkern.bench.policy import violations
-from pqkern.bench.runner import file_digest
+from pqkern.bench.runner import file_digest, warm_vectors
 from pqkern.bench.session import KernelProcess, check_times
 from pqkern.bench.workloads import FlatWorkload, make
 
@@ -99,11 +99,11 @@ def _search_blocks(source: str, workload: str, blocks: int) -> None:
     """Search ``blocks`` blocks of smoke queries in one jailed worker, as the runner does; the cross-check runs on each."""
     fx = load_fixture("smoke")
     wl = make(workload, fx)
-    worker = KernelProcess("cross-check", source, {wl.name: wl.files}, fx.base[:2], 10, time.monotonic() + 120)
+    worker = KernelProcess("cross-check", source, {wl.name: wl.files}, warm_vectors(fx), 10, time.monotonic() + 120)
+    queries, probes = wl.request(np.arange(fx.queries.shape[0]), None)
     try:
         worker.ready()
         for _ in range(blocks):
-            queries, probes = wl.request(np.arange(fx.queries.shape[0]), None)
             worker.search(wl.name, queries, probes, warm=False)
     finally:
         worker.close()

@@ -382,8 +382,9 @@ def measure_ivf(fx, queries: int, kernel_paths: list[Path] = (), k: int = K) -> 
     qs = np.asarray(fx.queries[:queries])
     qids = np.arange(len(qs))
     warm = np.array(fx.base[:3], np.float32)
+    paths = list(kernel_paths)
     results = {name: (*timed, None) for name, timed in
-               zip(kernel_names(list(kernel_paths)), kernel_times(fx, "ivf", list(kernel_paths), len(qs), k), strict=True)}
+               zip(kernel_names(paths), kernel_times(fx, "ivf", paths, len(qs), k), strict=True)}
     ds = lance_ivf_dataset(fx, ivf, ivf.folder / "lance")
     fidx = faiss_ivf_index(ivf)
     methods = {
