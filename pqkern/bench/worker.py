@@ -131,8 +131,8 @@ class Workload:
 
 def _search_block(kernel, wl: Workload, k: int, queries: np.ndarray, probes: np.ndarray | None, warm: bool):
     """Time each query of the block (the first one untimed when ``warm``); return ids, dists, wall and CPU ns,
-    and the CPU this (main) thread spent inside the timed calls: the rest of the calls' CPU is other threads',
-    which lets the judge tell their work inside the calls from any work they do between them."""
+    and the CPU this (main) thread spent inside the timed calls, which the judge checks against what the
+    operating system accounted to this thread."""
     inside = 0
     n = queries.shape[0]
     width = 1 if probes is None else probes.shape[1]
