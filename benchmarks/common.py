@@ -17,8 +17,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ROUNDS = 50  # per workload: 200 flat and 800 IVF queries, the same ones for every commit (fixed seed)
-SEED = 0
+ROUNDS = 50  # per workload: 50 flat and 100 IVF queries, fresh for every run (pqkern/bench/queries.py)
 WORKLOADS = ("flat", "ivf")
 
 
@@ -31,17 +30,20 @@ def installed_kernel() -> Path:
 
 
 def measure_against_seed() -> dict:
-    """One paired run of the commit's kernel against the frozen seed on both workloads (``pqkern.bench.paired``)."""
+    """One paired run of the commit's kernel against the frozen seed on both workloads (``pqkern.bench.paired``), on
+    fresh queries drawn for this run; their seed is printed on stderr afterwards (``asv run --show-stderr``), to replay
+    the run with ``python -m pqkern.bench.paired --query-seed``."""
     kernel = installed_kernel()
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.setdefault("PQKERN_DATA", str(REPO / "data"))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "paired.json"
         cmd = [sys.executable, "-m", "pqkern.bench.paired", "--candidate", str(kernel), "--mode", "measure",
-               "--rounds", str(ROUNDS), "--seed", str(SEED), "--result-json", str(out)]
+               "--rounds", str(ROUNDS), "--result-json", str(out)]
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         if not out.is_file():
             raise RuntimeError(f"the paired run wrote no result (exit {proc.returncode}): {proc.stderr[-3000:]}")
         result = json.loads(out.read_text())
     result.pop("records", None)
+    print(f"pqkern: measured against the seed on {result.get('queries')}", file=sys.stderr)
     return result

@@ -21,7 +21,7 @@ import numpy as np
 
 from pqkern.bench import sequential
 from pqkern.bench.fixture import load_fixture
-from pqkern.bench.runner import warm_vectors
+from pqkern.bench.queries import fixed_queries, warm_vectors
 from pqkern.bench.session import KernelProcess
 from pqkern.bench.workloads import K, make
 
@@ -35,17 +35,18 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=500)
     args = ap.parse_args()
     fx = load_fixture()
-    wl = make(args.workload, fx)
+    qs = fixed_queries(fx, args.queries)
+    wl = make(args.workload, fx, qs)
     source = args.kernel.read_text(encoding="utf-8")
     deadline = time.monotonic() + 3600
-    workers = {jailed: KernelProcess("jailed" if jailed else "free", source, {wl.name: wl.files}, warm_vectors(fx), K,
+    workers = {jailed: KernelProcess("jailed" if jailed else "free", source, {wl.name: wl.spec()}, warm_vectors(fx, None), K,
                                      deadline, jail=jailed) for jailed in (True, False)}
     rng = np.random.default_rng()
     ratios = []
     try:
         for w in workers.values():
             w.ready()
-        for qi in rng.permutation(min(args.queries, fx.queries.shape[0])):
+        for qi in rng.permutation(len(qs)):
             cpu = {}
             for jailed in ((True, False) if rng.random() < 0.5 else (False, True)):
                 cpu[jailed] = workers[jailed].search(wl.name, *wl.request(np.array([qi]), None), warm=False).cpu_ns[0]

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev,peers]'
+.venv/bin/python -m pip install --quiet -e '.[dev,peers,imagesift]'
 if command -v npm >/dev/null 2>&1; then  # the dashboard's JavaScript, so it renders offline
     (cd scripts/dashboard && npm ci --ignore-scripts --no-audit --no-fund --silent)
 else

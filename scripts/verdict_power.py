@@ -1,41 +1,43 @@
 #!/usr/bin/env python3
-"""How often does pqkern-trial keep an identical kernel (A/A), and kernels exactly x% faster or slower?
+"""How often does pqkern-trial keep an identical kernel (A/A), kernels exactly x% faster or slower, and kernels that
+differ only by code that never runs?
 
 In a scratch clone of this repository it commits a controlled incumbent, records the baseline,
 then for each scenario commits a candidate, runs the real trial, reads the verdict, and resets to
-the incumbent before the next try. The controlled kernels run the seed's whole search ``reps``
-times per call and return the last result, so the work, on both workloads, is exactly
-proportional to ``reps``:
+the incumbent before the next try. The work scenarios run the seed's whole search ``reps`` times
+per call and return the last result, so the work, on both workloads, is exactly proportional to
+``reps``; the code-generation scenarios add to a fast kernel (the pruned, unrolled scan of
+``tests/kernels/legit/pruned_unrolled.py``) code that never executes:
 
-  aa        reps 20 -> 20 (a comment changed)   must never be kept
-  aa-seed   reps  1 ->  1 (the plain seed)      must never be kept (for the 1M fixture, where 20 reps are too slow)
-  faster5   reps 20 -> 19 (5.3% less work)       kept how often?
-  faster3   reps 33 -> 32 (3.1% less work)       kept how often?
-  slower3   reps 32 -> 33 (3.1% more work)       must never be kept
+  aa            reps 20 -> 20 (a module constant added)  must never be kept
+  aa-seed       reps  1 ->  1 (the same, plain seed)     must never be kept (for the 1M fixture, where 20 reps are slow)
+  faster5       reps 20 -> 19 (5.3% less work)           kept how often?
+  faster3       reps 33 -> 32 (3.1% less work)           kept how often?
+  slower3       reps 32 -> 33 (3.1% more work)           must never be kept
+  dead-branch   a branch never taken, before the hot loop of the scan (``if k > 1000000: return``)
+  dead-function an njit function nothing calls
+  padding       a never-taken branch inside the hot loop (the k-th distance is never negative), 18 lines of arithmetic
 
-    scripts/verdict_power.py --trials 20 [--scenario aa --scenario faster3 ...] [--load] [--workdir DIR]
+    scripts/verdict_power.py --trials 20 [--scenario aa --scenario dead-branch ...] [--load] [--workdir DIR]
 
 ``--load`` holds a CPU-bound process on the other CPU for the whole run (the trial is pinned to
 the first CPU, the load to the second). The fixture comes from the usual variables, e.g.
 PQKERN_SOURCE=synthetic PQKERN_NUM_BASE=50000 PQKERN_NUM_QUERIES=2000 PQKERN_NUM_LEARN=20000.
-Prints one line per trial and a summary per scenario: kept / trials, the decisions, the median
-speed-up and the wall time per trial (median and max).
+Prints one line per trial and a summary per scenario: kept / trials, the decisions, the spread of
+the speed-up estimates (combined, flat and IVF: median, 10th-90th percentile, min-max) and the
+wall time per trial (median and max).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = {"aa": (20, 20), "aa-seed": (1, 1), "faster5": (20, 19), "faster3": (33, 32), "slower3": (32, 33)}
+import numpy as np
+from scratch import SEED, TESTS, branch, clone, commit, git, start_load, trial
+
+FAST = TESTS / "legit" / "pruned_unrolled.py"
 REPEAT = '''
 
 def search(index, query, k):
@@ -44,76 +46,94 @@ def search(index, query, k):
         _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
     return _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
 '''
+DEAD_FUNCTION = '''
+
+@numba.njit(boundscheck=False)
+def _never_called(rows, t):
+    total = np.float32(0.0)
+    for r in range(rows.shape[0]):
+        total += t[0, rows[r, 0]] * np.float32(r)
+    return total
+'''
+PADDING = ("            p = np.float32(0.0)\n"
+           + "".join(f"            p += t[{i}, c[{i}]] * np.float32({i + 2})\n" for i in range(16)) + "            kth = p\n")
 
 
-def variant(seed: str, reps: int, tag: str) -> str:
+def repeated(seed: str, reps: int, tag: str) -> str:
     """The seed kernel, its search repeated ``reps`` times per call."""
-    return seed[: seed.index("\ndef search(")] + REPEAT.replace("REPS", str(reps)) + f"\n# variant {tag}\n"
+    return seed[: seed.index("\ndef search(")] + REPEAT.replace("REPS", str(reps)) + f"\nVARIANT = {tag!r}\n"
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=power", "-c", "user.email=power@example.invalid", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout.strip()
+def codegen(fast: str, what: str) -> str:
+    """The fast kernel with code that never runs: ``dead-branch``, ``dead-function`` or ``padding``."""
+    if what == "dead-branch":
+        return fast.replace("    kth = np.float32(np.inf)\n", "    kth = np.float32(np.inf)\n    if k > 1000000:\n"
+                            "        return best_i, best_d\n", 1)
+    if what == "dead-function":
+        return fast.replace("\n\ndef prepare(", DEAD_FUNCTION + "\n\ndef prepare(", 1)
+    if what == "padding":
+        return fast.replace("        c = rows[r]\n", "        c = rows[r]\n        if kth < np.float32(-1.0):\n" + PADDING, 1)
+    raise ValueError(what)
 
 
-def trial(repo: Path, description: str, extra: list[str], cpu: int | None) -> tuple[int, str, float]:
-    start = time.monotonic()
-    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    p = subprocess.run([*pin, sys.executable, "-m", "pqkern.bench.trial", description, "--no-asv", *extra], cwd=repo,
-                       capture_output=True, text=True)
-    line = next((x for x in p.stdout.splitlines() if x.startswith("verdict:")), (p.stdout + p.stderr).strip()[-300:])
-    return p.returncode, line, time.monotonic() - start
+def scenarios(seed: str, fast: str) -> dict[str, tuple[str, str]]:
+    """Scenario name -> (incumbent source, candidate source)."""
+    out = {"aa": (repeated(seed, 20, "incumbent"), repeated(seed, 20, "candidate")),
+           "aa-seed": (repeated(seed, 1, "incumbent"), repeated(seed, 1, "candidate")),
+           "faster5": (repeated(seed, 20, "incumbent"), repeated(seed, 19, "candidate")),
+           "faster3": (repeated(seed, 33, "incumbent"), repeated(seed, 32, "candidate")),
+           "slower3": (repeated(seed, 32, "incumbent"), repeated(seed, 33, "candidate"))}
+    for what in ("dead-branch", "dead-function", "padding"):
+        out[what] = (fast, codegen(fast, what))
+    return out
 
 
-def start_load() -> subprocess.Popen:
-    """A CPU-bound process held on the second CPU."""
-    return subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    v = np.array(values)
+    return (f"median {np.median(v):.3f}, p10-p90 {np.percentile(v, 10):.3f}-{np.percentile(v, 90):.3f}, "
+            f"range {v.min():.3f}-{v.max():.3f}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=20, help="trials per scenario (default 20)")
-    ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="scenarios to run (default all)")
+    ap.add_argument("--scenario", action="append", help="scenarios to run (default: aa, faster5, faster3, slower3)")
     ap.add_argument("--load", action="store_true", help="hold a CPU-bound process on the other CPU while trials run")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("trial_args", nargs="*", help="passed to pqkern-trial (after --)")
     args = ap.parse_args()
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="verdict-power-"))
-    repo = work / "repo"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
-    seed = (repo / "pqkern" / "bench" / "seed_kernel.py").read_text()
+    repo = clone(args.workdir, "verdict-power-")
+    table = scenarios(SEED.read_text(), FAST.read_text())
+    unknown = set(args.scenario or []) - set(table)
+    if unknown:
+        ap.error(f"unknown scenario {', '.join(sorted(unknown))}: choose from {', '.join(table)}")
     load = start_load() if args.load else None
     cpu = 0 if args.load else None
-    print(f"workdir {work}; load: {'a spin loop on CPU 1, trials on CPU 0' if load else 'none'}", flush=True)
+    print(f"workdir {repo.parent}; load: {'a spin loop on CPU 1, trials on CPU 0' if load else 'none'}", flush=True)
     try:
         for name in args.scenario or ["aa", "faster5", "faster3", "slower3"]:
-            inc_reps, cand_reps = SCENARIOS[name]
-            git(repo, "checkout", "-q", "-B", f"autoresearch/power-{name}", "origin/HEAD")
-            (repo / "results.tsv").unlink(missing_ok=True)
-            (repo / "pqkern" / "kernels.py").write_text(variant(seed, inc_reps, "incumbent"))
-            git(repo, "commit", "-qam", f"incumbent: seed x{inc_reps}")
-            incumbent = git(repo, "rev-parse", "HEAD")
-            code, line, secs = trial(repo, "baseline", args.trial_args, cpu)
-            print(f"{name} baseline: exit {code} {secs:.0f}s {line}", flush=True)
-            kept, decisions, ratios, times = 0, {}, [], []
+            incumbent_src, candidate_src = table[name]
+            incumbent = branch(repo, f"power-{name}", incumbent_src)
+            base = trial(repo, "baseline", args.trial_args, cpu)
+            print(f"{name} baseline: exit {base.code} {base.seconds:.0f}s {base.verdict}", flush=True)
+            kept, decisions, times = 0, {}, []
+            estimates: dict[str, list[float]] = {"speedup": [], "flat": [], "ivf": []}
             for i in range(args.trials):
-                (repo / "pqkern" / "kernels.py").write_text(variant(seed, cand_reps, f"{name}-{i}"))
-                git(repo, "commit", "-qam", f"{name} {i}: seed x{cand_reps}")
-                code, line, secs = trial(repo, f"{name} {i}", args.trial_args, cpu)
-                kept += code == 0
-                stop = re.search(r" stop=(\S+)", line)
-                decisions[stop.group(1) if stop else f"exit {code}"] = decisions.get(stop.group(1) if stop else f"exit {code}",
-                                                                                      0) + 1
-                m = re.search(r" speedup=([\d.]+)x", line)
-                if m:
-                    ratios.append(float(m.group(1)))
-                times.append(secs)
-                print(f"{name} {i}: exit {code} {secs:.0f}s {line}", flush=True)
+                commit(repo, candidate_src + f"\nTRY = {i}\n", f"{name} {i}")
+                t = trial(repo, f"{name} {i}", args.trial_args, cpu)
+                kept += t.code == 0
+                decisions[t.stop] = decisions.get(t.stop, 0) + 1
+                for part in estimates:
+                    if t.figure(part) is not None:
+                        estimates[part].append(t.figure(part))
+                times.append(t.seconds)
+                print(f"{name} {i}: exit {t.code} {t.seconds:.0f}s {t.verdict}", flush=True)
                 git(repo, "reset", "-q", "--hard", incumbent)
-            expected = inc_reps / cand_reps
-            print(f"SUMMARY {name}: kept {kept}/{args.trials}; expected speed-up {expected:.3f}; decisions {decisions}; "
-                  f"speed-up median {statistics.median(ratios) if ratios else float('nan'):.3f}; "
-                  f"seconds per trial median {statistics.median(times):.0f} max {max(times):.0f}", flush=True)
+            print(f"SUMMARY {name}: kept {kept}/{args.trials}; decisions {decisions}; "
+                  + "; ".join(f"{part} {spread(v)}" for part, v in estimates.items())
+                  + f"; seconds per trial median {np.median(times):.0f} max {max(times):.0f}", flush=True)
     finally:
         if load:
             load.kill()

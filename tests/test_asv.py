@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, commit_all, dump_dom, scratch_repo, small_fixture_env
+from conftest import DEMO, KERNELS, commit_all, dump_dom, scratch_repo, small_fixture_env
 
 from pqkern.tools.dashboard import NODE_MODULES
 
@@ -20,7 +20,8 @@ MACHINE = "pqkern-ci"
 BENCH = r"bench_kernel\.Kernel\."
 HISTORY = [("baseline", None), ("faster: unrolled row-major scan", DEMO / "unrolled.py"),  # relayout alone: noise at 20k
            ("broken: scans every fourth row", DEMO / "broken_recall.py"),
-           ("slower: scans three times", DEMO / "slower.py")]
+           ("slower: scans three times", DEMO / "slower.py"),
+           ("attack: regenerates the old fixed queries in prepare", KERNELS / "attacks" / "predict_queries.py")]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -80,6 +81,12 @@ def test_results_record_time_vs_seed_recall_and_memory_per_commit(history):
                                                                                       "track_flat_time_vs_seed", 2)
     assert _value(results, shas["faster"], "track_flat_time_vs_seed") < 1  # faster than the seed
     assert _value(results, shas["slower"], "track_flat_time_vs_seed", 1) > 2  # about three times the seed's time
+    for name in ("baseline", "faster", "slower"):  # exact kernels: recall moves with the fresh queries, its change does not
+        assert _value(results, shas[name], "track_flat_recall_delta") == 0.0
+        assert _value(results, shas[name], "track_ivf_recall_delta") == 0.0
+    # a kernel that knows the fixture's own queries ahead gains nothing on asv's fresh ones
+    assert _value(results, shas["attack"], "track_flat_time_vs_seed") > 0.9
+    assert _value(results, shas["attack"], "track_ivf_time_vs_seed") > 0.9
 
 
 def test_broken_recall_commit_fails_the_gate(history):

@@ -15,9 +15,10 @@ import pytest
 from conftest import DEMO, KERNELS, commit_all, run_runner, scratch_repo, small_fixture_env
 
 from pqkern.bench.fixture import load_fixture
-from pqkern.bench.paired import compare
+from pqkern.bench.paired import SEED_KERNEL, compare
 from pqkern.bench.policy import violations
-from pqkern.bench.runner import file_digest, warm_vectors
+from pqkern.bench.queries import fixed_queries, warm_vectors
+from pqkern.bench.runner import file_digest
 from pqkern.bench.session import CpuLedger, KernelProcess, WorkerFailure, check_times
 from pqkern.bench.workloads import FlatWorkload, make
 
@@ -47,7 +48,7 @@ def test_policy_attacks_are_rejected_by_the_runner(data_dir, kernel, message):
 @pytest.mark.parametrize("kernel, message", sorted(RUNTIME_ATTACKS.items()))
 def test_runtime_attacks_are_caught_by_the_runner(data_dir, kernel, message):
     fx = load_fixture("smoke")
-    files = list(FlatWorkload(fx).files.values())
+    files = list(FlatWorkload(fx, fixed_queries(fx)).files.values())
     before = file_digest(files)
     r = run_runner(data_dir, "--source", "smoke", kernel=f"attacks/{kernel}")
     assert r.code == 4 and message in r.stderr, r.stderr
@@ -102,8 +103,8 @@ def test_timing_cross_check():
 def _search_blocks(source: str, workload: str, blocks: int, jail: bool = True) -> None:
     """Search ``blocks`` blocks of smoke queries in one worker, jailed as the runner does; the cross-check runs on each."""
     fx = load_fixture("smoke")
-    wl = make(workload, fx)
-    worker = KernelProcess("cross-check", source, {wl.name: wl.files}, warm_vectors(fx), 10, time.monotonic() + 120,
+    wl = make(workload, fx, fixed_queries(fx))
+    worker = KernelProcess("cross-check", source, {wl.name: wl.spec()}, warm_vectors(fx, None), 10, time.monotonic() + 120,
                            jail=jail)
     queries, probes = wl.request(np.arange(fx.queries.shape[0]), None)
     try:
@@ -244,3 +245,84 @@ def test_kernel_output_cannot_forge_the_verdict(attacked_repo):
     verdicts = [line for line in p.stdout.splitlines() if line.startswith("verdict:")]
     assert len(verdicts) == 1 and "forged" not in p.stdout and "9.999x" not in p.stdout
     assert p.returncode == 1 and verdicts[0].startswith("verdict: discard") and row[7] == "discard"
+
+
+# ---------------------------------------------------------------- nothing a kernel can know ahead: fresh queries, exactness
+
+
+def hardcoded(fx, count: int) -> str:
+    """The hard-coded-answers attack, its table filled with the exact top-10 of the fixture's first ``count`` queries."""
+    from pqkern.bench.oracle import flat_topk
+
+    ids, _ = flat_topk(fx.codes, fx.codebook, np.asarray(fx.queries[:count]), 10)
+    table = ",\n".join(f"    {tuple(int(v) for v in fx.queries[i][:8])}: {ids[i].tolist()}" for i in range(count))
+    return (KERNELS / "attacks" / "hardcoded_answers.py").read_text().replace(
+        "ANSWERS = {}  # (q0, ..., q7) -> ten ids; filled in by the test that commits this kernel",
+        "ANSWERS = {\n" + table + "\n}")
+
+
+def test_the_attacks_would_win_on_predictable_queries(small_fixture):
+    """Each attack really knows the old, fixed queries: on them it answers from its memory or table."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("predict", KERNELS / "attacks" / "predict_queries.py")
+    predict = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(predict)
+    fx = small_fixture
+    assert np.array_equal(predict.generate("query", 50, fx.num_base), np.asarray(fx.queries[:50]))
+    start = fx.num_base // 2
+    assert np.array_equal(predict.generate("base", 8, fx.num_base, start=start), np.asarray(fx.base[start: start + 8]))
+    assert violations(hardcoded(fx, 150)) == []
+    assert "over the 32,768-byte limit" in violations(hardcoded(fx, 1000))[0][1]  # a table of 1,000 answers
+
+
+def test_a_rarely_wrong_kernel_is_caught_by_the_exactness_check(small_fixture):
+    from pqkern.bench import exactness
+    from pqkern.bench.paired import Comparison, Match, query_set
+
+    qs = query_set(small_fixture, exactness.CHECK_QUERIES)
+    wls = {w: make(w, small_fixture, qs) for w in ("flat", "ivf")}
+    with Match(wls, qs) as match:
+        match.start("candidate", (KERNELS / "attacks" / "rarely_wrong.py").read_text())
+        match.ready("candidate", Comparison("measured", "measured", "", {}))
+        with pytest.raises(exactness.ExactnessFailure, match="is not the nearest by ADC") as e:
+            exactness.check(match.workers["candidate"], wls, np.arange(len(qs)), 0.01)
+    assert e.value.kind == "contract"
+
+
+@pytest.mark.parametrize("attack", ["predict_queries.py", "hardcoded_answers.py"])
+def test_asv_records_no_win_for_a_kernel_that_knows_the_old_queries(small_fixture, attack):
+    """What asv's setup_cache runs (a measured paired run against the frozen seed): on fresh queries, no win."""
+    source = hardcoded(small_fixture, 150) if attack == "hardcoded_answers.py" else (KERNELS / "attacks" / attack).read_text()
+    cmp = compare(small_fixture, SEED_KERNEL.read_text(), source, ("flat", "ivf"), mode="measure", rounds=20)
+    assert cmp.decision in ("measured", "crash"), cmp.reason  # a crash: over the prepare budget
+    if cmp.decision == "measured":
+        assert cmp.intervals["flat"].speedup < 1.1 and cmp.intervals["ivf"].speedup < 1.1, cmp.intervals
+
+
+@pytest.mark.parametrize("attack", ["exact_on_seen.py", "rarely_wrong.py"])
+def test_asv_fails_the_recall_gate_of_a_wrong_kernel(small_fixture, attack):
+    cmp = compare(small_fixture, SEED_KERNEL.read_text(), (KERNELS / "attacks" / attack).read_text(), ("flat", "ivf"),
+                  mode="measure", rounds=60)
+    assert "is not the nearest by ADC" in cmp.contract_problem or cmp.decision == "crash", (cmp.decision, cmp.reason)
+
+
+FRESH_ATTACKS = ["predict_queries.py", "hardcoded_answers.py", "exact_on_seen.py", "rarely_wrong.py"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", FRESH_ATTACKS)
+def test_trial_never_keeps_a_kernel_that_knows_the_queries_or_is_rarely_wrong(attacked_repo, small_fixture, kernel):
+    source = hardcoded(small_fixture, 150) if kernel == "hardcoded_answers.py" else (KERNELS / "attacks" / kernel).read_text()
+    p, row = _attack(attacked_repo, {"pqkern/kernels.py": source}, kernel)
+    assert p.returncode in (1, 2, 4) and row[7] in ("discard", "crash"), p.stdout
+    if kernel == "rarely_wrong.py":
+        assert p.returncode == 4 and "is not the nearest by ADC" in p.stdout, p.stdout
+    if kernel == "exact_on_seen.py":  # wrong on every first sight: skipped rows, or recall below the floor
+        assert p.returncode in (2, 4) and ("is not the nearest by ADC" in p.stdout or "below the floor" in p.stdout)
+
+
+@pytest.mark.slow
+def test_trial_refuses_a_pasted_table_of_answers(attacked_repo, small_fixture):
+    p, row = _attack(attacked_repo, {"pqkern/kernels.py": hardcoded(small_fixture, 1000)}, "1,000 answers pasted in")
+    assert p.returncode == 5 and "over the 32,768-byte limit" in p.stdout and row[7] == "refused"

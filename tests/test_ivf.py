@@ -82,7 +82,7 @@ def test_layout_is_nearest_centroid_partitions_of_residual_codes(built):
 def test_the_worker_reads_the_same_partitions(built):
     _, lay = built
     assert set(lay.files) == {"codes", "offsets", "codebook"}
-    wl = Workload("ivf", lay.files)
+    wl = Workload("ivf", {"kind": "ivf", "files": lay.files})
     assert np.array_equal(wl.codebook, lay.codebook) and len(wl.parts) == lay.num_partitions
     for p, part in enumerate(wl.parts):
         assert part.flags.c_contiguous and np.array_equal(part, lay.partition(p))
@@ -105,6 +105,9 @@ def test_probes_residuals_and_oracle(built):
         order = np.lexsort((cand_i, cand_d))[:10]
         assert np.array_equal(ids[j], cand_i[order])
         assert np.allclose(dists[j], cand_d[order], rtol=1e-12)
+    for bounds in (np.full(len(qids), np.inf), dists[:, -1], dists[:, -1] * 1.3):  # any valid bound: the same answer
+        screened = lay.screened_topk(res, probes, 10, bounds)
+        assert np.array_equal(screened[0], ids) and np.array_equal(screened[1], dists)
     again = lay.oracle_topk(qids[::-1], 10)  # now from the cache, in another order
     assert np.array_equal(again[0], ids[::-1]) and np.array_equal(again[1], dists[::-1])
 
@@ -161,13 +164,13 @@ def test_lance_and_faiss_search_the_same_layout_as_the_oracle(built):
     peers.check_lance_ivf(ds, lay)
     index = peers.faiss_ivf_index(lay)
     oracle_ids, oracle_d = lay.oracle_topk(qids, 10)
-    probes = lay.probes(qids)
+    probes, residuals = lay.probes(qids), lay.residuals(qids)
     where = np.empty(fx.num_base, np.int64)
     where[lay.row_ids] = np.arange(fx.num_base)
     lance, faiss_ = peers.lance_search(ds, lay.nprobes), lambda q: (lambda d, i: (i[0], d[0]))(*index.search(q[None], 10))
     for search in (lance, faiss_, peers.numpy_ivf_search(lay)):
         for j in qids:
             ids, dists = search(np.asarray(fx.queries[j]))
-            ref = peers.ivf_adc(lay, j, probes[j], ids, where)
+            ref = peers.ivf_adc(lay, residuals[j], probes[j], ids, where)
             assert np.allclose(np.sort(ref), oracle_d[j], rtol=1e-5), (j, ids, oracle_ids[j])  # ties allowed
             assert np.allclose(dists, ref, rtol=1e-5)

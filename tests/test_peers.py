@@ -46,3 +46,14 @@ def test_ivf_peers_agree_with_the_ivf_oracle(data_dir, tmp_path):
         assert row["median_ns"] > 0
     assert table["lance_auto_nprobes"]["min"] >= 1
     assert "faiss IndexIVFPQ" in p.stdout and "Auto" in p.stdout
+
+
+def test_peers_with_a_kernel_print_its_size_curve(data_dir, tmp_path):
+    from conftest import DEMO
+
+    p = subprocess.run([sys.executable, "-m", "pqkern.tools.peers", "--source", "smoke", "--fresh-queries", "--queries", "20",
+                        "--kernel", str(DEMO / "unrolled.py"), "--json", str(tmp_path / "peers.json")],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr
+    assert "fresh, seed 0x" in p.stdout and "size curve of unrolled.py" in p.stdout
+    assert "    1,000 rows" in p.stdout and "    1,024 rows" in p.stdout  # the first 1,000 rows and the whole base

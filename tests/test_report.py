@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import dump_dom
 
-from pqkern.tools.results_tsv import V1, V2
+from pqkern.tools.results_tsv import V1, V2, V3
 
 
 def v1_row(commit: str, status: str, geomean: str, t: int) -> list[str]:
@@ -23,6 +23,18 @@ def v2_row(commit: str, status: str, seed: str, t: int, branch: str, machine: st
     lo, hi = (f"{float(seed) * 0.97:.3f}", f"{float(seed) * 1.03:.3f}") if seed != "-" else ("-", "-")
     extra = ["-", "-", "0.95", "900000", seed, lo, hi, "-", "30", branch, machine]
     return v1_row(commit, status, "500000", t) + extra
+
+
+def v3_row(commit: str, status: str, seed: str, t: int, stop: str = "-", speedup: str = "-", delta: str = "+0.0000") -> list[str]:
+    """A version 3 row: ``seed`` measured directly (keeps and baselines), ``speedup`` over the incumbent."""
+    lo, hi = (f"{float(seed) * 0.96:.3f}", f"{float(seed) * 1.04:.3f}") if seed != "-" else ("-", "-")
+    v2 = v2_row(commit, status, seed, t, "autoresearch/dec01", "box-2")
+    v2[3] = speedup
+    v2[14:17], v2[17] = [seed, lo, hi], stop
+    extra = ["-"] * (len(V3) - len(V2))
+    extra[V3.index("recall_delta") - len(V2)] = delta
+    extra[V3.index("prepare_seconds") - len(V2)] = "0.012"
+    return v2 + extra
 
 
 def write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -48,9 +60,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
         v2_row("b3", "discard", "1.2", 2, "autoresearch/nov27", "box-1"),
         v2_row("b4", "timeout", "-", 3, "autoresearch/nov27", "box-1"),
         v2_row("b5", "keep", "2.5", 4, "autoresearch/nov27", "box-1")])
-    write_tsv(runs / "box-2" / "autoresearch__dec01.tsv", V2, [
-        v2_row("c1", "baseline", "1.0", 5, "autoresearch/dec01", "box-2"),
-        v2_row("c2", "keep", "1.25", 6, "autoresearch/dec01", "box-2")])
+    write_tsv(runs / "box-2" / "autoresearch__dec01.tsv", V3, [
+        v3_row("c1", "baseline", "1.0", 5, "measured"), v3_row("c2", "keep", "1.25", 6, "faster", "1.250"),
+        v3_row("c3", "discard", "-", 7, "within", "0.990", "-0.0100"), v3_row("c4", "keep", "1.24", 8, "simpler", "0.995"),
+        v3_row("c4", "revoked", "-", 9, "contract", "-", "-")])
     return {"tmp": tmp, "v1": v1, "runs": runs}
 
 
@@ -70,20 +83,33 @@ def _runs_table(page: str) -> list[list[str]]:
             for row in table.split("<tr>")[2:]]
 
 
-def test_one_line_per_run_with_its_best_kept_speedup(page):
+def test_one_line_per_run_with_its_best_measured_keep(page):
     rows = {r[1]: r for r in _runs_table(page)}
     assert set(rows) == {"results.tsv", "autoresearch/nov27", "autoresearch/dec01"}
     nov, dec, old = rows["autoresearch/nov27"], rows["autoresearch/dec01"], rows["results.tsv"]
-    assert nov[2:6] == ["box-1", "5", "2", "2.500x"] and nov[6] == "[2.425, 2.575]" and nov[7] == "b5"
-    assert dec[2:6] == ["box-2", "2", "1", "1.250x"] and "seed" in dec[8]
-    assert old[2:6] == ["-", "4", "1", "2.000x"] and "baseline" in old[8]  # version 1: baseline geomean / geomean
+    assert dec[2:6] == ["box-2", "5", "2", "1.250x"] and dec[6] == "[1.200, 1.300]" and dec[7] == "c2" and dec[8] == ""
+    # versions 1 and 2 chained their keeps: only the baseline is a measurement; the keeps are estimates beside it
+    assert nov[2:6] == ["box-1", "5", "2", "1.000x"] and nov[7] == "b1" and nov[8] == "~2.500x"
+    assert old[2:6] == ["-", "4", "1", "1.000x"] and old[8] == "~2.000x"  # version 1: baseline geomean / geomean
 
 
-def test_chart_and_table_hold_every_trial_once(page):
-    assert page.count('<tr class="') == 4 + 5 + 2
-    assert page.count('class="point failed"') == 2 and page.count("<circle") == 4 + 5 + 2 - 2
-    assert page.count('<g class="series run-') == 3 and page.count('class="whisker"') == 5 + 2 - 1
-    assert "speed-up over the seed (v1 runs: baseline)" in page
+def test_chart_draws_measured_figures_as_progress_and_nothing_else(page):
+    assert page.count('<tr class="') == 4 + 5 + 5
+    assert page.count('<g class="series run-') == 2 * 3  # the progress and the recall charts
+    chart = page.split('id="progress"')[1].split("</svg>")[0]
+    assert chart.count("<circle") == 1 + 1 + 3  # the three baselines and the two measured keeps
+    assert chart.count('class="point estimate"') == 2 + 3  # v1: a keep, a discard; v2: two keeps, a discard
+    assert chart.count('class="point discarded"') == 1 and chart.count('class="point failed"') == 3
+    assert chart.count('class="whisker"') == 1 + 3  # v2's baseline and v3's measured figures have intervals
+    assert "0.990x over its incumbent" in chart  # a discard says its speed-up over its incumbent, nowhere on the axis
+
+
+def test_recall_chart_and_table_lead_with_the_change(page):
+    chart = page.split('id="recall"')[1].split("</svg>")[0]
+    assert chart.count('class="recall flat"') == 4 and "flat -0.0100" in chart  # the v3 rows that have a delta
+    header = re.findall(r"<th>(.*?)</th>", page.split('id="trials"')[1].split("</tr>")[0])
+    assert header.index("recall_delta") < header.index("recall_at_10") and "prepare_seconds" in header
+    assert "1.25 [1.200, 1.300]" in page
 
 
 def test_page_is_self_contained(page):
@@ -128,6 +154,6 @@ def test_css_filter_shows_one_run_in_chromium(page, tmp_path):
     found = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
     assert found, dom[-2000:]
     out = json.loads(html.unescape(found.group(1)))
-    assert len(out["all"]) == 11 and out["back"] == out["all"]
-    assert out["one"] == ["run-1"] * len(out["one"]) and len(out["one"]) in (2, 4, 5)
+    assert len(out["all"]) == 14 and out["back"] == out["all"]
+    assert out["one"] == ["run-1"] * len(out["one"]) and len(out["one"]) in (4, 5)
     assert out["opacity"] == ["1" if i == 1 else "0.08" for i in range(3)]

@@ -6,6 +6,9 @@ Sources, chosen by name (``--source`` / ``PQKERN_SOURCE``):
 - ``siftsmall``: TEXMEX ANN_SIFT10K in ``<data>/siftsmall/`` (base 10k, query 100, gt 100 x 100; no learn set).
 - ``synthetic``: deterministic SIFT-like data at SIFT1M's shape (sizes can be overridden).
 - ``smoke``: the same generator at 1,024 base / 64 queries, for tests.
+- ``imagesift``: real SIFT descriptors computed offline from the images the scikit-image wheel ships
+  (``imagesift.py``): base 594,966, a held-out query pool of 27,005 from other images, in ``<data>/imagesift/``;
+  extracted once (half a minute on 2 cores), verified against the reference digest on every load.
 
 Default: ``sift1m`` when its files are present, else ``synthetic``. Everything derived
 (codebook, codes, ground truth, generated vectors) is cached in
@@ -29,19 +32,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import pq, reference, synthetic
+from pqkern.bench import imagesift, pq, reference, synthetic
 from pqkern.bench.vecs import VecsError, read_vecs, write_vecs
 
 DIM, M, KSUB, DSUB = 128, 16, 256, 8
 GT_K = 100
 GT_BLOCK = 1000  # queries whose synthetic ground truth is computed at a time; the first block at build time
 SEED = 0
-SOURCES = ("sift1m", "siftsmall", "synthetic", "smoke")
+SOURCES = ("sift1m", "siftsmall", "synthetic", "smoke", "imagesift")
 SIFT_FILES = {
     "sift1m": ("sift", "sift", {"base": 1_000_000, "query": 10_000, "learn": 100_000, "groundtruth": 10_000}),
     "siftsmall": ("siftsmall", "siftsmall", {"base": 10_000, "query": 100, "groundtruth": 100}),
 }
 SYNTHETIC_SIZES = {"synthetic": (1_000_000, 10_000, 100_000), "smoke": (1_024, 64, 0)}
+RUN_QUERIES = 1000  # the fixture's first queries, which pqkern-run searches by default: never drawn as fresh ones
 
 
 class FixtureError(RuntimeError):
@@ -160,10 +164,10 @@ def _sizes(source: str, num_base: int | None, num_queries: int | None, num_learn
 
 
 def fixture_id(source: str, num_base: int | None = None, num_queries: int | None = None, num_learn: int | None = None) -> str:
-    if source in SIFT_FILES:
+    if source in SIFT_FILES or source == "imagesift":
         if num_base or num_queries or num_learn is not None:
             raise FixtureError(f"{source}: sizes are fixed by its files; --num-base/--num-queries apply to synthetic and smoke")
-        return source
+        return imagesift.fixture_id() if source == "imagesift" else source
     if source not in SYNTHETIC_SIZES:
         raise FixtureError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
     nb, nq, nl = _sizes(source, num_base, num_queries, num_learn)
@@ -186,6 +190,14 @@ def _generate(stream: str, count: int, num_base: int, report, step: int = 1 << 1
 
 def _raw_vectors(source: str, fid: str, cache: Path, data: Path, sizes: tuple[int, int, int] | None):
     """``(base, queries, learn or None, groundtruth or None)`` as memory-mapped arrays, generating synthetic data once."""
+    if source == "imagesift":
+        start = time.perf_counter()
+        try:
+            base, queries = imagesift.load(data / imagesift.FOLDER, progress(f"{fid}: extracting SIFT (images)"))
+        except (imagesift.ImagesiftError, VecsError, OSError) as e:
+            raise FixtureError(str(e)) from e
+        _step(fid, "descriptors ready", start)
+        return base, queries, None, None
     if source in SIFT_FILES:
         folder, prefix, parts = SIFT_FILES[source]
         d = data / folder
@@ -275,7 +287,7 @@ def load_fixture(
     fid = fixture_id(source, num_base, num_queries, num_learn)
     cache = data / "cache" / fid
     cache.mkdir(parents=True, exist_ok=True)
-    sizes = None if source in SIFT_FILES else _sizes(source, num_base, num_queries, num_learn)
+    sizes = None if source in SIFT_FILES or source == "imagesift" else _sizes(source, num_base, num_queries, num_learn)
     base, raw_queries, learn, gt = _raw_vectors(source, fid, cache, data, sizes)
     train, trained_on = (learn, "the learn set") if learn is not None else (base, "the base set (no learn set)")
     codebook, cb_sha = _frozen_codebook(cache, fid, train, f"{trained_on}, {train.shape[0]} rows")
@@ -353,3 +365,19 @@ class GroundTruth:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         whole = self.rows(self.shape[0])
         return np.array(whole, dtype=dtype) if copy else np.asarray(whole, dtype=dtype)
+
+
+def held_out_vectors(fx: Fixture) -> list[np.ndarray] | None:
+    """Vectors of the fixture's query distribution that are not in its base set and not among the first
+    ``RUN_QUERIES`` queries (``pqkern-run``'s fixed ones): what fresh queries are sampled from. None when the source
+    has none to spare (synthetic sources draw fresh queries from their generator instead)."""
+    if fx.source == "imagesift":
+        return [fx.queries[RUN_QUERIES:]]
+    if fx.source == "sift1m":
+        folder, prefix, parts = SIFT_FILES["sift1m"]
+        learn = fx.cache_dir.parent.parent / folder / f"{prefix}_learn.fvecs"
+        try:
+            return [fx.queries[RUN_QUERIES:], read_vecs(learn, DIM, parts["learn"])]
+        except VecsError as e:
+            raise FixtureError(str(e)) from e
+    return None

@@ -23,10 +23,9 @@ after the parameters and both sha256 prefixes. ``load_ivf(fx)`` is the entry poi
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
@@ -34,6 +33,7 @@ import numpy as np
 
 from pqkern.bench import pq
 from pqkern.bench.fixture import FixtureError, load_npy, save_npy, sha256_file
+from pqkern.bench.oracle import SCREEN_MARGIN, load_block, save_block, screen_rows
 
 DIM, M, KSUB, DSUB = 128, 16, 256, 8
 
@@ -83,6 +83,7 @@ class IvfFixture:
     codebook_sha256: str
     nprobes: int
     folder: Path  # the derived files and the oracle's cache
+    derived: dict = field(default_factory=dict, repr=False)  # made on first use: the codes row by row, stored order
 
     @property
     def num_partitions(self) -> int:
@@ -93,16 +94,23 @@ class IvfFixture:
         a, b = int(self.offsets[p]), int(self.offsets[p + 1])
         return self.codes[16 * a : 16 * b].reshape(16, b - a)
 
-    def probes(self, query_ids: np.ndarray) -> np.ndarray:
-        """``(n, nprobes)`` int32: each query's nearest centroids by exact float64 L2, ties by centroid index."""
-        q = np.asarray(self.queries[np.asarray(query_ids, np.int64)], np.float64)
-        d = _exact_distances(q, np.asarray(self.centroids, np.float64))
+    def probes_of(self, vectors: np.ndarray) -> np.ndarray:
+        """``(n, nprobes)`` int32: each vector's nearest centroids by exact float64 L2, ties by centroid index."""
+        d = _exact_distances(np.asarray(vectors, np.float64), np.asarray(self.centroids, np.float64))
         return np.argsort(d, axis=1, kind="stable")[:, : self.nprobes].astype(np.int32)
 
+    def residuals_of(self, vectors: np.ndarray, probes: np.ndarray) -> np.ndarray:
+        """``(n, nprobes, 128)`` float32: vector minus each probed centroid, in float32 as Lance does (``q - c``)."""
+        return np.asarray(vectors, np.float32)[:, None, :] - self.centroids[probes]
+
+    def probes(self, query_ids: np.ndarray) -> np.ndarray:
+        """:meth:`probes_of` the fixture's queries ``query_ids``."""
+        return self.probes_of(self.queries[np.asarray(query_ids, np.int64)])
+
     def residuals(self, query_ids: np.ndarray) -> np.ndarray:
-        """``(n, nprobes, 128)`` float32: query minus each probed centroid, in float32 as Lance does (``q - c``)."""
-        q = np.asarray(self.queries[np.asarray(query_ids, np.int64)], np.float32)
-        return q[:, None, :] - self.centroids[self.probes(query_ids)]
+        """:meth:`residuals_of` the fixture's queries ``query_ids``."""
+        q = self.queries[np.asarray(query_ids, np.int64)]
+        return self.residuals_of(q, self.probes_of(q))
 
     def oracle_topk(self, query_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(ids (n, k) int64 global, dists (n, k) float64)``: the exact ADC top-k over each query's probed partitions.
@@ -111,7 +119,7 @@ class IvfFixture:
         the kernel receives), entry by entry over the 8 dimensions in order; a row's distance is the
         sum of its 16 entries, sub-space 0 to 15 in order; the top-k is ordered by (distance, global
         id), padded with id -1 and distance inf when the probed partitions hold fewer than k rows.
-        Computed in blocks of 1,000 queries, cached in ``folder/oracle``.
+        For the fixture's queries ``query_ids``: computed in blocks of 1,000 queries, cached in ``folder/oracle``.
         """
         if k > K_ORACLE:
             raise ValueError(f"the IVF oracle keeps the top {K_ORACLE}, asked for {k}")
@@ -126,24 +134,26 @@ class IvfFixture:
             ids[j], dists[j] = block_ids[qi % ORACLE_BLOCK, :k], block_d[qi % ORACLE_BLOCK, :k]
         return ids, dists
 
+    def screened_topk(self, residuals: np.ndarray, probes: np.ndarray, k: int,
+                      bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`oracle_topk` for any residual queries (n, nprobes, 128) on their probes, given an upper bound on each
+        one's k-th distance (``inf``: none); exact for any valid bound (``pqkern/bench/oracle.py``), not cached."""
+        if "rows" not in self.derived:
+            self.derived["rows"] = np.ascontiguousarray(np.concatenate([self.partition(p).T for p in range(self.num_partitions)]))
+        return _screened_probed_topk(self.derived["rows"], np.asarray(self.offsets), np.asarray(self.row_ids),
+                                     np.asarray(self.codebook, np.float64), np.asarray(residuals, np.float64),
+                                     np.asarray(probes), np.asarray(bounds, np.float64), k)
+
     def _oracle_block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         start, stop = b * ORACLE_BLOCK, min((b + 1) * ORACLE_BLOCK, self.queries.shape[0])
         path = self.folder / "oracle" / f"n{self.nprobes}-k{K_ORACLE}-q{start}-{stop}.npz"
-        if path.is_file():
-            try:
-                with np.load(path) as z:
-                    if z["ids"].shape == (stop - start, K_ORACLE) and z["dists"].shape == z["ids"].shape:
-                        return z["ids"], z["dists"]
-            except (OSError, ValueError, KeyError):
-                pass  # unreadable: recompute (it is derived data)
+        block = load_block(path, stop - start)
+        if block is not None:
+            return block
         qids = np.arange(start, stop)
-        layout = (np.asarray(self.codes), np.asarray(self.offsets), np.asarray(self.row_ids))
-        ids, dists = _probed_topk(*layout, np.asarray(self.codebook, np.float64),
-                                  np.asarray(self.residuals(qids), np.float64), self.probes(qids), K_ORACLE)
+        ids, dists = self.screened_topk(self.residuals(qids), self.probes(qids), K_ORACLE, np.full(stop - start, np.inf))
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, ids=ids, dists=dists)
-        os.replace(tmp, path)
+        save_block(path, ids, dists)
         return ids, dists
 
 
@@ -408,17 +418,17 @@ def _stepper(fid: str):
 # --- the oracle ------------------------------------------------------------------------------------------------------
 
 
-@numba.njit(parallel=True, cache=True)
-def _probed_topk(codes, offsets, row_ids, codebook, residuals, probes, k):
-    """For each query: the ADC top-k (distance, global id) over its probed partitions; see IvfFixture.oracle_topk."""
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _screened_probed_topk(rows, offsets, row_ids, codebook, residuals, probes, bounds, k):
+    """For each query: the ADC top-k (distance, global id) over its probed partitions (``IvfFixture.oracle_topk``), the
+    row-major stored codes ``rows`` (N, 16) screened by the query's bound (``inf``: every row)."""
     nq, nprobes = probes.shape
     out_i = np.full((nq, k), -1, np.int64)
     out_d = np.full((nq, k), np.inf)
     for q in numba.prange(nq):
-        best_d, best_i = out_d[q], out_i[q]
         table = np.empty((M, KSUB))
+        limit = np.float32(bounds[q] * (1.0 + SCREEN_MARGIN))
         for j in range(nprobes):
-            p = probes[q, j]
             for m in range(M):
                 for c in range(KSUB):
                     d = 0.0
@@ -426,19 +436,6 @@ def _probed_topk(codes, offsets, row_ids, codebook, residuals, probes, k):
                         e = codebook[m, c, t] - residuals[q, j, m * DSUB + t]
                         d += e * e
                     table[m, c] = d
-            a, n = offsets[p], offsets[p + 1] - offsets[p]
-            start = M * a
-            for r in range(n):
-                d = table[0, codes[start + r]]
-                for m in range(1, M):
-                    d += table[m, codes[start + m * n + r]]
-                g = row_ids[a + r]
-                if d < best_d[k - 1] or (d == best_d[k - 1] and g < best_i[k - 1]):
-                    i = k - 1
-                    while i > 0 and (best_d[i - 1] > d or (best_d[i - 1] == d and best_i[i - 1] > g)):
-                        best_d[i] = best_d[i - 1]
-                        best_i[i] = best_i[i - 1]
-                        i -= 1
-                    best_d[i] = d
-                    best_i[i] = g
+            a, b = offsets[probes[q, j]], offsets[probes[q, j] + 1]
+            screen_rows(rows[a:b], row_ids[a:b], table, table.astype(np.float32), limit, out_d[q], out_i[q])
     return out_i, out_d

@@ -1,25 +1,26 @@
-"""Paired, interleaved timing of two kernels (immutable bench): the engine behind the trial's verdict and asv's speed-up.
+"""Paired, interleaved timing of kernels (immutable bench): the engine behind the trial's verdict, asv and the upstream page.
 
-Each kernel runs in its own jailed worker (``session.KernelProcess``), so neither can reach the
-other's module, dispatchers, index or numba configuration. The judge (this process) drives
-them in rounds. In each round, for each workload, it takes the next block of queries from a
-random permutation of the query pool and has both kernels search that block, in a random
-order, each block led by one untimed call on a base vector so that each kernel's working
-set is as warm as a runner run leaves it. Every result of both kernels is checked
-(``workloads.py``); per query, ``x = ln(cpu_incumbent / cpu_candidate)`` (CPU time of the
-worker process around the call: time spent descheduled on a shared machine is not the
-kernel's), and the round's observation per workload is the block's mean ``x``. Shared noise
-(another process on the core, frequency changes) hits both kernels of a pair alike and cancels.
+Each kernel runs in its own jailed worker (``session.KernelProcess``), so none can reach another's
+module, dispatchers, index or numba configuration. A :class:`Match` holds the workers of one
+run on the same workloads and the same queries (fresh ones, ``queries.py``, unless told
+otherwise). The judge (this process) drives two of them in rounds (:meth:`Match.pair`). In each
+round, for each workload, it takes the next queries of the run's random order and has both
+kernels search each one, in a random order, each flat query led by one untimed call on a base
+vector so that each kernel's working set is as warm as a runner run leaves it. Per query,
+``x = ln(cpu_first / cpu_second)`` (CPU time of the worker process around the call: time spent
+descheduled on a shared machine is not the kernel's), and the round's observation per workload
+is the mean ``x`` of its queries. Shared noise (another process on the core, frequency changes)
+hits both kernels of a pair alike and cancels.
 
-``decide`` stops as soon as the confidence sequences (``sequential.py``) settle the keep rule:
+Every result is checked at once (``workloads.py``: types, ids, distances against the reference
+ADC) and, once the rounds are over, against the exact ADC top-k (:meth:`Match.settle`, which also
+measures recall). Nothing heavy runs on the judge's side while kernels are being timed.
 
-- keep: the geometric mean of the workloads' speed-ups is above ``MIN_GAIN`` (99% confident),
-  and neither workload is slower by more than ``MAX_LOSS`` (99% confident it is not);
-- discard: the combined speed-up is confidently below ``MIN_GAIN`` ("slower" when below 1,
-  "within" otherwise), or a workload is confidently slower than ``MAX_LOSS``;
-- otherwise, at the cap (rounds, queries or seconds), discard as "cap".
-
-``measure`` runs a fixed number of rounds and only reports (the baseline, asv, upstream page).
+``decide`` stops as soon as the confidence sequences (``sequential.py``) settle the keep rule
+(``rule.py``); ``measure`` runs a fixed number of rounds and only reports (the baseline, asv, the
+upstream page, the seed measurement of a keep). Who failed decides what a failure means: the
+candidate's is a crash (or timeout); the incumbent's is reported as ``incumbent`` (the trial
+revokes its keep); the frozen seed's is the harness's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,22 +36,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import sequential
-from pqkern.bench.oracle import BLOCK as ORACLE_BLOCK
-from pqkern.bench.reference import tie_aware_recall
+from pqkern.bench import budget, recall, rule, sequential
+from pqkern.bench.queries import QuerySet, draw_seed, fixed_queries, fresh_queries, parse_seed, rng, warm_vectors
 from pqkern.bench.session import Block, KernelProcess, WorkerFailure
 from pqkern.bench.worker import ContractError
-from pqkern.bench.workloads import WORKLOADS, K, make
+from pqkern.bench.workloads import WORKLOADS, Checked, K, Workload, make
 
-MIN_GAIN = math.log(1.01)
-MAX_LOSS = math.log(0.98)
-POOL = 2000
+POOL = 2000  # query-set rows for one comparison's rounds
 PAIRS = {"flat": 1, "ivf": 2}  # query pairs per workload per round (an IVF query costs about a third of a flat one at 1M)
 # An untimed call on a base vector before each timed flat call brings that kernel's working set (the same for every
 # flat query) back to where a runner run keeps it; an IVF query probes other partitions than the last one did anyway.
 WARM_CALLS = {"flat": True, "ivf": False}
 CAP_SECONDS = 30.0
 TOLERANCE = 0.01
+RECALL_SAMPLE = 250  # rows per workload on which absolute recall is measured (ground truth: a BLAS scan per fresh query)
 SEED_KERNEL = Path(__file__).resolve().parent / "seed_kernel.py"
 
 
@@ -57,257 +57,331 @@ def _geomean(values: list[int]) -> int | None:
     return int(round(math.exp(np.mean(np.log(np.maximum(values, 1)))))) if values else None
 
 
+def _kind(name: str) -> str:
+    return name.partition("@")[0]
+
+
 @dataclass
 class KernelFigures:
-    """What one kernel did on one workload over the queries of a comparison."""
+    """What one kernel did on one workload in a run: its timed calls, and every result it returned, checked."""
 
+    checked: list[Checked] = field(default_factory=list)
     wall_ns: list[int] = field(default_factory=list)
     cpu_ns: list[int] = field(default_factory=list)
-    ids: list[np.ndarray] = field(default_factory=list)
-    qids: list[int] = field(default_factory=list)
-    max_rel_error: float = 0.0
+    warm_cpu_ns: list[int] = field(default_factory=list)
     rank_problem: str = ""
 
-    def summary(self, fx, wl, k: int = K) -> dict:
-        """Geomean times and recall@k (the kernel's, and the exact ADC's on the same queries)."""
-        qids = np.asarray(self.qids, np.int64)
-        if not qids.size:
-            return {"queries": 0, "geomean_ns_per_query": None, "geomean_cpu_ns_per_query": None, "recall_at_10": 0.0,
-                    "recall_10_at_10": 0.0, "reference_recall_at_10": 0.0, "max_rel_error": 0.0}
-        found = np.concatenate(self.ids)
-        gt = fx.groundtruth[qids, :k]
-        recall = tie_aware_recall(fx.base, fx.queries[qids], found, gt, at=k)
-        ref = tie_aware_recall(fx.base, fx.queries[qids], wl.oracle_topk(qids)[0], gt, at=k)
-        return {"queries": int(qids.size), "geomean_ns_per_query": _geomean(self.wall_ns),
-                "geomean_cpu_ns_per_query": _geomean(self.cpu_ns),
-                "recall_at_10": recall[0], "recall_10_at_10": recall[1], "reference_recall_at_10": ref[0],
-                "max_rel_error": self.max_rel_error}
+    def add(self, checked: Checked, block: Block | None) -> None:
+        self.checked.append(checked)
+        if block is not None:
+            self.wall_ns.extend(int(v) for v in block.wall_ns)
+            self.cpu_ns.extend(int(v) for v in block.cpu_ns)
+            if block.warm_cpu_ns:
+                self.warm_cpu_ns.append(block.warm_cpu_ns)
+
+    def results(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, found ids, sorted reference distances)`` of every checked result, in the order searched."""
+        if not self.checked:
+            return np.empty(0, np.int64), np.empty((0, 0), np.int64), np.empty((0, 0))
+        return (np.concatenate([c.rows for c in self.checked]), np.concatenate([c.ids for c in self.checked]),
+                np.concatenate([c.ref for c in self.checked]))
+
+    def summary(self, wl: Workload) -> dict:
+        """Timed figures (geomean wall and CPU ns over the timed queries) and recall over every checked result."""
+        rows, found, _ = self.results()
+        return {"queries": len(self.wall_ns), "checked_queries": int(rows.size),
+                "geomean_ns_per_query": _geomean(self.wall_ns), "geomean_cpu_ns_per_query": _geomean(self.cpu_ns),
+                "max_rel_error": max((c.worst for c in self.checked), default=0.0),
+                **recall.figures(wl, rows, found, RECALL_SAMPLE if wl.queries.fresh else None)}
 
 
 @dataclass
 class Comparison:
-    """The outcome of a paired comparison: decision, intervals and both kernels' figures."""
+    """The outcome of a run: decision, intervals, each kernel's figures, and what the run cost."""
 
-    decision: str  # keep, discard, measured, crash, timeout, harness
-    stop: str  # faster, slower, within, loss:<workload>, cap, measured, or the failure's stage
+    decision: str  # keep, discard, measured, crash, timeout, harness, or incumbent (the incumbent failed)
+    stop: str  # faster, simpler, slower, within, below-bar, loss:<workload>, cap, measured, or the failure's stage
     reason: str
     intervals: dict[str, sequential.Interval]  # per workload and "combined"
     candidate: dict[str, dict] = field(default_factory=dict)
     incumbent: dict[str, dict] = field(default_factory=dict)
     prepare_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    setup_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # prepare and its warm-up searches
     peak_mem_mb: dict[str, float] = field(default_factory=dict)
     rounds: int = 0
     seconds: float = 0.0
-    contract_problem: str = ""  # a top-k that is not the nearest by ADC (reported after recall, the clearer message)
+    contract_problem: str = ""  # the candidate's top-k is not the nearest by ADC (reported after recall)
+    queries: str = ""  # which queries: "fresh, seed 0x..." once the run is over, or "fixed, ..."
+    query_seed: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
     records: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"decision": self.decision, "stop": self.stop, "reason": self.reason, "rounds": self.rounds,
-                "contract_problem": self.contract_problem,
-                "seconds": round(self.seconds, 3),
+                "contract_problem": self.contract_problem, "seconds": round(self.seconds, 3), "queries": self.queries,
+                "query_seed": self.query_seed, "timings": {k: round(v, 3) for k, v in self.timings.items()},
                 "intervals": {w: dict(zip(("speedup", "lo", "hi"), iv.as_ratio(), strict=True), rounds=iv.rounds, sd=iv.sd)
                               for w, iv in self.intervals.items()},
                 "candidate": self.candidate, "incumbent": self.incumbent, "prepare_seconds": self.prepare_seconds,
-                "peak_mem_mb": self.peak_mem_mb, "records": self.records}
+                "setup_seconds": self.setup_seconds, "peak_mem_mb": self.peak_mem_mb, "records": self.records}
 
 
-def rule(intervals: dict[str, sequential.Interval], workloads: list[str]) -> tuple[str, str] | None:
-    """The keep rule on the current intervals: ``(decision, stop)``, or None to go on."""
-    comb = intervals["combined"]
-    if comb.hi < 0:
-        return "discard", "slower"
-    for w in workloads:
-        if intervals[w].hi < MAX_LOSS:
-            return "discard", f"loss:{w}"
-    if comb.lo > MIN_GAIN and all(intervals[w].lo > MAX_LOSS for w in workloads):
-        return "keep", "faster"
-    if comb.hi < MIN_GAIN:
-        return "discard", "within"
-    return None
+class Failed(Exception):
+    """A kernel of the match failed: ``label`` says which, ``kind`` how (the worker's kinds, or contract)."""
+
+    def __init__(self, label: str, kind: str, message: str):
+        super().__init__(message)
+        self.label, self.kind = label, kind
 
 
-def explain(decision: str, stop: str) -> str:
-    return {
-        "faster": f"faster: 99% confident of a gain above {math.exp(MIN_GAIN) - 1:.0%} with no workload slower by "
-                  f"{1 - math.exp(MAX_LOSS):.0%}",
-        "slower": "slower",
-        "within": f"not faster: 99% confident the gain is below {math.exp(MIN_GAIN) - 1:.0%}",
-        "cap": "not significant: undecided at the cap",
-        "measured": "measured",
-    }.get(stop, f"slower on {stop[5:]}: 99% confident of a loss above {1 - math.exp(MAX_LOSS):.0%}" if stop.startswith("loss:")
-          else stop)
+def failure(cmp: Comparison, e: Failed) -> Comparison:
+    """Record ``e`` in ``cmp``: the candidate's failure is a crash or timeout, the incumbent's is ``incumbent``, any
+    other kernel's (the frozen seed's) or the harness's own is ``harness``."""
+    reason = f"time budget {e}" if e.kind == "timeout" else str(e)
+    if e.kind == "harness" or e.label not in ("candidate", "incumbent"):
+        cmp.decision, cmp.reason = "harness", (reason if e.kind == "harness" else f"the {e.label} failed: {reason}")
+    elif e.label == "incumbent":
+        cmp.decision, cmp.reason = "incumbent", reason
+    else:
+        cmp.decision, cmp.reason = ("timeout" if e.kind == "timeout" else "crash"), reason
+    cmp.stop = e.kind
+    return cmp
 
 
-class _Side:
-    """One kernel's worker and its figures per workload."""
+class Match:
+    """Kernels in jailed workers, on the same workloads and queries, for one run."""
 
-    def __init__(self, label: str, source: str, wls: dict, warm: np.ndarray, deadline: float, jail: bool, threads: int,
-                 k: int):
-        self.label = label
-        self.proc = KernelProcess(label, source, {w: wl.files for w, wl in wls.items()}, warm, k, deadline,
-                                  threads=threads, jail=jail)
-        self.figures = {w: KernelFigures() for w in wls}
+    def __init__(self, wls: dict[str, Workload], queries: QuerySet, *, time_budget: float = 600.0, jail: bool = True,
+                 threads: int = 1, k: int = K, log=None):
+        self.wls, self.queries, self.k, self.jail, self.threads = wls, queries, k, jail, threads
+        self.deadline = time.monotonic() + time_budget
+        self.warm = warm_vectors(queries.fx, queries.seed)
+        self.log = log or (lambda msg: None)
+        self.workers: dict[str, KernelProcess] = {}
+        self.figures: dict[str, dict[str, KernelFigures]] = {}
+        self.records: list[dict] = []
 
-    def search(self, wl, qids: np.ndarray, warm_vec: np.ndarray | None) -> Block:
-        queries, probes = wl.request(qids, warm_vec)
-        return self.proc.search(wl.name, queries, probes, warm=warm_vec is not None)
+    def __enter__(self) -> Match:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self, label: str, source: str) -> None:
+        """Start ``label``'s worker on ``source`` (it imports, compiles and prepares in the background)."""
+        self.workers[label] = KernelProcess(label, source, {w: wl.spec() for w, wl in self.wls.items()}, self.warm,
+                                            self.k, self.deadline, threads=self.threads, jail=self.jail)
+        self.figures[label] = {w: KernelFigures() for w in self.wls}
+
+    def ready(self, label: str, cmp: Comparison, enforce_budget: bool = False) -> None:
+        """Wait until ``label``'s kernel is prepared and warm; record its prepare time; check its budget if asked."""
+        worker = self.workers[label]
+        try:
+            worker.ready()
+        except WorkerFailure as e:
+            raise Failed(label, e.kind, str(e)) from None
+        cmp.prepare_seconds[label] = {w: ns / 1e9 for w, ns in worker.prepare_ns.items()}
+        cmp.setup_seconds[label] = {w: (ns + worker.warm_ns.get(w, 0)) / 1e9 for w, ns in worker.prepare_ns.items()}
+        if enforce_budget:
+            for w, wl in self.wls.items():
+                problem = budget.prepare_problem(w, wl.num_rows, worker.prepare_ns[w])
+                if problem:
+                    raise Failed(label, "contract", problem)
+
+    def pair(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, *, mode: str = "decide",
+             rounds: int | None = None, cap_seconds: float = CAP_SECONDS, pairs: dict[str, int] | None = None,
+             warm_calls: dict[str, bool] | None = None, simpler_margin: dict[str, float] | None = None) -> None:
+        """Rounds of ``first`` against ``second`` on ``rows`` (in order) until decided, measured or capped: fills
+        ``cmp``'s intervals, rounds, decision and stop (speed-ups are ``second``'s over ``first``)."""
+        names = list(self.wls)
+        pairs = {w: (pairs or PAIRS)[_kind(w)] for w in names}
+        warm_calls = {w: (warm_calls or WARM_CALLS)[_kind(w)] for w in names}
+        coin = rng(self.queries.seed or 0, "pairs") if self.queries.fresh else np.random.default_rng()
+        per_round: dict[str, list[float]] = {w: [] for w in names}
+        combined: list[float] = []
+        max_rounds = min(len(rows) // pairs[w] for w in names)
+        if rounds is not None:
+            max_rounds = min(max_rounds, rounds)
+        start = time.monotonic()
+        cmp.decision, cmp.stop = ("measured", "measured") if mode == "measure" else ("discard", "cap")
+        for t in range(max_rounds):
+            for w in names:
+                xs = [self._pair(w, first, second, rows[i], self.warm[i % len(self.warm)] if warm_calls[w] else None,
+                                 coin, t) for i in range(t * pairs[w], (t + 1) * pairs[w])]
+                per_round[w].append(float(np.mean(xs)))
+            combined.append(float(np.mean([per_round[w][-1] for w in names])))
+            cmp.intervals = {w: sequential.interval(per_round[w]) for w in names}
+            cmp.intervals["combined"] = sequential.interval(combined)
+            cmp.rounds = t + 1
+            if (t + 1) % 25 == 0:
+                self.log(_progress(cmp))
+            if mode == "decide" and t + 1 >= sequential.MIN_ROUNDS:
+                outcome = rule.decide(cmp.intervals, names, simpler_margin)
+                if outcome:
+                    cmp.decision, cmp.stop = outcome
+                    return
+                if time.monotonic() - start > cap_seconds:
+                    break
+        if mode == "decide":
+            cmp.stop = rule.at_cap(cmp.intervals)
+
+    def _pair(self, w: str, first: str, second: str, row: int, warm: np.ndarray | None, coin, t: int) -> float:
+        """One query searched by both kernels back to back, in a random order, both results checked at once."""
+        labels = (first, second) if coin.random() < 0.5 else (second, first)
+        rows = np.array([row])
+        request = self.wls[w].request(rows, warm)
+        blocks = {}
+        for label in labels:
+            try:
+                blocks[label] = self.workers[label].search(w, *request, warm=warm is not None)
+            except WorkerFailure as e:
+                raise Failed(label, e.kind, str(e)) from None
+        for label in labels:
+            try:
+                checked = self.wls[w].check(rows, blocks[label].ids, blocks[label].dists, TOLERANCE)
+            except ContractError as e:
+                raise Failed(label, "contract", str(e)) from None
+            self.figures[label][w].add(checked, blocks[label])
+        a, b = blocks[first], blocks[second]
+        self.records.append({"round": t, "workload": w, "query": int(row), "first": labels[0],
+                             **{f"{label}_{clock}_ns": int(getattr(blocks[label], f"{clock}_ns")[0])
+                                for label in (first, second) for clock in ("cpu", "wall")}})
+        return math.log(max(int(a.cpu_ns[0]), 1) / max(int(b.cpu_ns[0]), 1))
+
+    def settle(self, labels: list[str]) -> None:
+        """Check every result of these kernels against the exact ADC top-k (computed once per query, bounded by the
+        smallest k-th distance any of them returned), and the candidate's untimed work (the other kernels' was
+        checked when they were candidates). Raises Failed for any kernel but the candidate whose results are wrong,
+        and for the candidate's untimed work; the candidate's wrong results are its ``rank_problem``."""
+        for w, wl in self.wls.items():
+            got = {label: self.figures[label][w].results() for label in labels}
+            rows = np.concatenate([g[0] for g in got.values()])
+            if rows.size:
+                bounds = np.concatenate([g[2][:, -1] for g in got.values()])
+                wl.oracle(rows, bounds)
+            for label in labels:
+                figures = self.figures[label][w]
+                problem = self.untimed_problem(label, w) if label == "candidate" else ""
+                if problem:
+                    raise Failed(label, "contract", problem)
+                for checked in figures.checked:
+                    figures.rank_problem = figures.rank_problem or wl.rank_problem(checked, TOLERANCE)
+                if figures.rank_problem and label != "candidate":  # the candidate's is reported after its recall
+                    raise Failed(label, "contract", figures.rank_problem)
+
+    def untimed_problem(self, label: str, w: str) -> str:
+        """The kernel's untimed work against its budget (``budget.py``): set-up (prepare and what its warm-up searches
+        cost beyond searching), and the comparison's warm-up calls beside its timed calls."""
+        figures, worker, wl = self.figures[label][w], self.workers[label], self.wls[w]
+        return (budget.prepare_problem(w, wl.num_rows, worker.prepare_ns[w], worker.warm_ns.get(w, 0),
+                                       worker.warm_calls.get(w, 0), [t / wl.calls_per_query for t in figures.wall_ns])
+                or budget.untimed_problem(w, figures.warm_cpu_ns, figures.cpu_ns))
+
+    def summaries(self, cmp: Comparison, candidate: str = "candidate", incumbent: str = "incumbent") -> None:
+        """Fill ``cmp``'s per-workload figures of two kernels and the candidate's first rank problem."""
+        for w, wl in self.wls.items():
+            cmp.candidate[w] = self.figures[candidate][w].summary(wl)
+            cmp.incumbent[w] = self.figures[incumbent][w].summary(wl)
+        cmp.contract_problem = next((self.figures[candidate][w].rank_problem for w in self.wls
+                                     if self.figures[candidate][w].rank_problem), "")
+
+    def finish(self, label: str, cmp: Comparison) -> None:
+        """End ``label``'s worker and record its peak memory."""
+        try:
+            cmp.peak_mem_mb[label] = self.workers[label].finish() / 1024
+        except WorkerFailure as e:
+            raise Failed(label, e.kind, str(e)) from None
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.close()
+
+
+def plan(queries: QuerySet, sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """Each phase's rows of the query set, in the run's random order: consecutive slices of a set large enough for
+    all of them, else the whole set (in its own order) for each."""
+    order = rng(queries.seed, "order") if queries.fresh else np.random.default_rng(0)
+    if sum(sizes.values()) <= len(queries):
+        bounds = np.cumsum([0, *sizes.values()])
+        return {phase: a + order.permutation(b - a) for phase, a, b in zip(sizes, bounds[:-1], bounds[1:], strict=True)}
+    return {phase: order.permutation(len(queries)) for phase in sizes}
+
+
+def query_set(fx, count: int, query_seed: int | None = None, fixed: bool = False) -> QuerySet:
+    """The queries of a run: fresh for ``query_seed`` (drawn now when None), or the fixture's own when ``fixed``."""
+    if fixed:
+        return fixed_queries(fx)
+    return fresh_queries(fx, draw_seed() if query_seed is None else query_seed, count)
 
 
 def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[str] | tuple[str, ...] = WORKLOADS, *,
             mode: str = "decide", rounds: int | None = None, cap_seconds: float = CAP_SECONDS, time_budget: float = 600.0,
-            seed: int | None = None, pool: int = POOL, jail: bool = True, threads: int = 1, k: int = K,
+            query_seed: int | None = None, fixed: bool = False, jail: bool = True, threads: int = 1, k: int = K,
             pairs: dict[str, int] | None = None, warm_calls: dict[str, bool] | None = None, log=None) -> Comparison:
-    """Compare two kernel sources on ``fx`` (see the module docstring); never raises for a kernel's failure."""
+    """Compare two kernel sources on ``fx`` (see the module docstring): one pair of rounds, settled; never raises for a
+    kernel's failure. Fresh queries unless ``fixed``."""
     start = time.monotonic()
-    log = log or (lambda msg: None)
-    pairs, warm_calls = pairs or PAIRS, warm_calls or WARM_CALLS
-    rng = np.random.default_rng(seed)
-    wls = {w: make(w, fx, k) for w in workloads}
-    order = {w: _query_order(rng, min(pool, fx.queries.shape[0])) for w in workloads}
-    warm = _warm_vectors(fx)
-    deadline = start + time_budget
-    sides = {"incumbent": _Side("incumbent", incumbent_source, wls, warm, deadline, jail, threads, k),
-             "candidate": _Side("candidate", candidate_source, wls, warm, deadline, jail, threads, k)}
+    queries = query_set(fx, POOL, query_seed, fixed)
     cmp = Comparison("measured", "measured", "", {})
     try:
-        for w, wl in wls.items():
-            wl.oracle_topk(order[w][:ORACLE_BLOCK])  # computed (first time) or loaded while the workers start
-        for label, side in sides.items():
-            try:
-                cmp.prepare_seconds[label] = {w: ns / 1e9 for w, ns in side.proc.ready().items()}
-            except WorkerFailure as e:
-                return _failed(cmp, label, e, start)
-        per_round: dict[str, list[float]] = {w: [] for w in workloads}
-        combined: list[float] = []
-        max_rounds = min(len(order[w]) // pairs[w] for w in workloads)
-        if rounds is not None:
-            max_rounds = min(max_rounds, rounds)
-        paired_start = time.monotonic()
-        for t in range(max_rounds):
-            for w in workloads:
-                xs = []
-                for i in range(t * pairs[w], (t + 1) * pairs[w]):
-                    try:
-                        xs.append(_pair(fx, wls[w], sides, order[w][i], warm[i % len(warm)] if warm_calls[w] else None,
-                                        rng, t, cmp.records))
-                    except _SideFailed as e:
-                        return _failed(cmp, e.label, e.error, start)
-                per_round[w].append(float(np.mean(xs)))
-            combined.append(float(np.mean([per_round[w][-1] for w in workloads])))
-            cmp.intervals = {w: sequential.interval(per_round[w]) for w in workloads}
-            cmp.intervals["combined"] = sequential.interval(combined)
-            cmp.rounds = t + 1
-            if (t + 1) % 25 == 0:
-                log(_progress(cmp, workloads))
-            if mode == "decide" and t + 1 >= sequential.MIN_ROUNDS:
-                outcome = rule(cmp.intervals, list(workloads))
-                if outcome:
-                    cmp.decision, cmp.stop = outcome
-                    break
-                if time.monotonic() - paired_start > cap_seconds:
-                    cmp.decision, cmp.stop = "discard", "cap"
-                    break
-        else:
-            if mode == "decide":
-                cmp.decision, cmp.stop = "discard", "cap"
-        for label, side in sides.items():
-            try:
-                cmp.peak_mem_mb[label] = side.proc.finish() / 1024
-            except WorkerFailure as e:
-                return _failed(cmp, label, e, start)
-        for w, wl in wls.items():
-            cmp.candidate[w] = sides["candidate"].figures[w].summary(fx, wl, k)
-            cmp.incumbent[w] = sides["incumbent"].figures[w].summary(fx, wl, k)
-        cmp.contract_problem = next((sides["candidate"].figures[w].rank_problem for w in workloads
-                                     if sides["candidate"].figures[w].rank_problem), "")
-        if any(sides["incumbent"].figures[w].rank_problem for w in workloads):
-            cmp.decision, cmp.stop = "harness", "contract"
-            cmp.reason = "the incumbent failed: " + next(sides["incumbent"].figures[w].rank_problem for w in workloads
-                                                         if sides["incumbent"].figures[w].rank_problem)
-        else:
-            cmp.reason = explain(cmp.decision, cmp.stop)
-        cmp.seconds = time.monotonic() - start
+        wls = {w: make(w, fx, queries, k) for w in workloads}
+    except ValueError as e:
+        cmp.decision, cmp.reason = "harness", str(e)
         return cmp
-    finally:
-        for side in sides.values():
-            side.proc.close()
-
-
-class _SideFailed(Exception):
-    def __init__(self, label: str, error: Exception):
-        super().__init__(str(error))
-        self.label, self.error = label, error
-
-
-def _pair(fx, wl, sides: dict, qi: int, warm_vec: np.ndarray | None, rng, t: int, records: list[dict]) -> float:
-    """One query searched by both kernels back to back, in a random order; both results judged; ``ln(t_inc / t_cand)``."""
-    first = ("incumbent", "candidate") if rng.random() < 0.5 else ("candidate", "incumbent")
-    qids = np.array([qi])
-    blocks = {}
-    for label in first:
+    rows = plan(queries, {"pair": POOL})["pair"]
+    with Match(wls, queries, time_budget=time_budget, jail=jail, threads=threads, k=k, log=log) as match:
         try:
-            blocks[label] = sides[label].search(wl, qids, warm_vec)
-        except WorkerFailure as e:
-            raise _SideFailed(label, e) from None
-    for label in first:
-        try:
-            _judge_block(fx, wl, sides[label].figures[wl.name], qids, blocks[label])
-        except ContractError as e:
-            raise _SideFailed(label, e) from None
-    inc, cand = blocks["incumbent"], blocks["candidate"]
-    records.append({"round": t, "workload": wl.name, "query": int(qi), "first": first[0],
-                    "incumbent_cpu_ns": int(inc.cpu_ns[0]), "candidate_cpu_ns": int(cand.cpu_ns[0]),
-                    "incumbent_wall_ns": int(inc.wall_ns[0]), "candidate_wall_ns": int(cand.wall_ns[0])})
-    return math.log(max(int(inc.cpu_ns[0]), 1) / max(int(cand.cpu_ns[0]), 1))
-
-
-def _query_order(rng, pool: int) -> np.ndarray:
-    """The pool's queries in random order, the first oracle block's first (later blocks only for long comparisons)."""
-    return np.concatenate([a + rng.permutation(min(ORACLE_BLOCK, pool - a)) for a in range(0, pool, ORACLE_BLOCK)])
-
-
-def _judge_block(fx, wl, figures: KernelFigures, qids: np.ndarray, block: Block) -> None:
-    found, worst, problem = wl.judge(qids, block.ids, block.dists, TOLERANCE)
-    figures.ids.append(found)
-    figures.qids.extend(int(q) for q in qids)
-    figures.wall_ns.extend(int(v) for v in block.wall_ns)
-    figures.cpu_ns.extend(int(v) for v in block.cpu_ns)
-    figures.max_rel_error = max(figures.max_rel_error, worst)
-    figures.rank_problem = figures.rank_problem or problem
-
-
-def _failed(cmp: Comparison, label: str, e: Exception, start: float) -> Comparison:
-    kind = getattr(e, "kind", "contract")
+            for label, source in (("incumbent", incumbent_source), ("candidate", candidate_source)):
+                match.start(label, source)
+            for label in ("incumbent", "candidate"):
+                match.ready(label, cmp)
+            cmp.timings["start-up"] = time.monotonic() - start
+            match.pair("incumbent", "candidate", rows, cmp, mode=mode, rounds=rounds, cap_seconds=cap_seconds,
+                       pairs=pairs, warm_calls=warm_calls)
+            cmp.timings["paired"] = time.monotonic() - start - cmp.timings["start-up"]
+            for label in ("incumbent", "candidate"):
+                match.finish(label, cmp)
+            t0 = time.monotonic()
+            match.settle(["incumbent", "candidate"])
+            match.summaries(cmp)
+            cmp.timings["checks"] = time.monotonic() - t0
+            cmp.reason = rule.explain(cmp.stop)
+        except Failed as e:
+            failure(cmp, e)
+        cmp.records = match.records
+    cmp.queries, cmp.query_seed = queries.describe(), (f"{queries.seed:#x}" if queries.fresh else "")
     cmp.seconds = time.monotonic() - start
-    if kind == "timeout":
-        e = f"time budget {e}"
-    if label == "incumbent":
-        cmp.decision, cmp.stop, cmp.reason = "harness", kind, f"the incumbent failed: {e}"
-    else:
-        cmp.decision = {"timeout": "timeout", "harness": "harness"}.get(kind, "crash")
-        cmp.stop, cmp.reason = kind, str(e)
     return cmp
 
 
-def _warm_vectors(fx, count: int = 8) -> np.ndarray:
-    start = fx.num_base // 2
-    return np.asarray(fx.base[start: start + count], np.float32)
-
-
-def _progress(cmp: Comparison, workloads) -> str:
-    parts = [f"{w} {iv.as_ratio()[0]:.3f}x [{iv.as_ratio()[1]:.3f}, {iv.as_ratio()[2]:.3f}]"
-             for w, iv in cmp.intervals.items() if w in workloads or w == "combined"]
+def _progress(cmp: Comparison) -> str:
+    parts = [f"{w} {iv.as_ratio()[0]:.3f}x [{iv.as_ratio()[1]:.3f}, {iv.as_ratio()[2]:.3f}]" for w, iv in cmp.intervals.items()]
     return f"round {cmp.rounds}: " + "; ".join(parts)
+
+
+def kernel_source(spec: str) -> str:
+    """A kernel's source from ``seed`` (the frozen seed), a file, or a git revision of pqkern/kernels.py (``HEAD``)."""
+    if spec == "seed":
+        return SEED_KERNEL.read_text(encoding="utf-8")
+    if Path(spec).is_file():
+        return Path(spec).read_text(encoding="utf-8")
+    show = subprocess.run(["git", "show", f"{spec}:pqkern/kernels.py"], capture_output=True, text=True)
+    if show.returncode:
+        raise OSError(f"{spec!r} is neither 'seed', a file, nor a git revision with pqkern/kernels.py")
+    return show.stdout
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pqkern.bench.paired", description=__doc__.split("\n")[0])
-    p.add_argument("--candidate", required=True, help="kernels file to judge")
-    p.add_argument("--incumbent", default="seed", help="kernels file to compare with (default: the frozen seed)")
-    p.add_argument("--workload", action="append", choices=WORKLOADS, help="workload(s) (default: both)")
+    p.add_argument("--candidate", default="pqkern/kernels.py", help="kernel to judge: a file or a git revision "
+                   "(default: the working tree's pqkern/kernels.py)")
+    p.add_argument("--incumbent", default="seed", help="kernel to compare with: 'seed' (the frozen seed, default), a file, "
+                   "or a git revision such as HEAD (its pqkern/kernels.py)")
+    p.add_argument("--workload", action="append", help="workload(s): flat, ivf or flat@N (default: flat and ivf)")
     p.add_argument("--mode", choices=("decide", "measure"), default="measure")
     p.add_argument("--rounds", type=int, help="at most this many rounds (measure: exactly, if the pool allows)")
-    p.add_argument("--seed", type=int, help="random seed (default: fresh)")
+    p.add_argument("--query-seed", help="replay the fresh queries of a recorded run (its query_seed); default: new ones")
+    p.add_argument("--fixed-queries", action="store_true", help="the fixture's own queries instead of fresh ones")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS)
     p.add_argument("--k", type=int, default=K, help=f"neighbours per query (default {K})")
@@ -318,19 +392,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--result-json", help="write the comparison here")
     args = p.parse_args(argv)
     from pqkern.bench.fixture import FixtureError, load_fixture
-    from pqkern.bench.policy import PolicyError, check_kernel
+    from pqkern.bench.policy import PolicyError, violations
 
-    inc = SEED_KERNEL if args.incumbent == "seed" else Path(args.incumbent)
     try:
-        for path in (inc, Path(args.candidate)):
-            check_kernel(path)
+        sources = {role: kernel_source(spec) for role, spec in (("incumbent", args.incumbent), ("candidate", args.candidate))}
+        for role, source in sources.items():
+            found = violations(source)
+            if found:
+                raise PolicyError(f"the {role}", found)
+        seed = parse_seed(args.query_seed) if args.query_seed else None
         fx = load_fixture(args.source)
-    except (OSError, PolicyError, FixtureError) as e:
+    except (OSError, ValueError, FixtureError) as e:
         print(f"paired: {e}", file=sys.stderr)
         return 1
-    cmp = compare(fx, inc.read_text(), Path(args.candidate).read_text(), tuple(args.workload or WORKLOADS), mode=args.mode,
-                  rounds=args.rounds, cap_seconds=args.cap_seconds, seed=args.seed, jail=not args.no_jail, k=args.k,
-                  pairs=dict(zip(WORKLOADS, args.pairs, strict=True)) if args.pairs else None,
+    cmp = compare(fx, sources["incumbent"], sources["candidate"], tuple(args.workload or WORKLOADS), mode=args.mode,
+                  rounds=args.rounds, cap_seconds=args.cap_seconds, query_seed=seed, fixed=args.fixed_queries,
+                  jail=not args.no_jail, k=args.k, pairs=dict(zip(WORKLOADS, args.pairs, strict=True)) if args.pairs else None,
                   warm_calls=None if args.warm_calls == "default" else dict.fromkeys(WORKLOADS, args.warm_calls == "both"),
                   log=lambda m: print(m, file=sys.stderr, flush=True))
     out = cmp.to_json()

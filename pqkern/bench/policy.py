@@ -24,6 +24,10 @@ defences split the work:
   ``vars``, ``type``...), and any use of a module other than reading one of its attributes
   (``np.x = ...``, ``m = np``, ``f(np)``), so a module cannot be patched nor handed on.
 
+Size: the source may be at most ``MAX_SOURCE_BYTES`` (32 KiB). The kernels agents write (the demo
+kernels, the legitimate kernels in the tests, pruned and unrolled scans) are 1.5-6 KiB; the limit
+leaves room for any honest kernel, and none for tables of answers or of precomputed data.
+
 Kept from before: no files (``open``, ``np.load``, ``np.memmap``, ``tofile``...), no raw memory
 (``ctypes``, ``numba.carray``, ``setflags``), no escape from nopython mode (``numba.objmode``,
 ``cfunc``, ``extending``/``intrinsic``), no clock or thread modules, no ``exec``/``eval``.
@@ -35,6 +39,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+MAX_SOURCE_BYTES = 32 * 1024
 ALLOWED_MODULES = ("numpy", "numba", "math")
 ALLOWED_SUBMODULES = {  # reviewed: each is reachable as an attribute of numba anyway, and needed by ordinary kernels
     "numba.types": "type objects for explicit signatures and typed containers (types.float32[:], types.int64)",
@@ -78,7 +83,7 @@ class PolicyError(ValueError):
 
     def __init__(self, path: str, violations: list[tuple[int, str]]):
         self.violations = violations
-        lines = "; ".join(f"line {n}: {what}" for n, what in violations[:5])
+        lines = "; ".join(f"line {n}: {what}" if n else what for n, what in violations[:5])
         more = f" (+{len(violations) - 5} more)" if len(violations) > 5 else ""
         super().__init__(f"{path}: kernel policy: {lines}{more}")
 
@@ -122,6 +127,10 @@ def _import_problems(node: ast.Import | ast.ImportFrom) -> list[str]:
 
 def violations(source: str) -> list[tuple[int, str]]:
     """Every ``(line, what)`` in ``source`` that the policy forbids."""
+    size = len(source.encode("utf-8"))
+    if size > MAX_SOURCE_BYTES:
+        return [(0, f"the kernel is {size:,} bytes, over the {MAX_SOURCE_BYTES:,}-byte limit for kernels.py (honest kernels "
+                    f"need a few KiB; tables of answers or precomputed data are not allowed)")]
     try:
         tree = ast.parse(source)
     except SyntaxError as e:

@@ -3,10 +3,15 @@
 ``pqkern-run`` (or ``python -m pqkern.bench.runner``). The kernel runs only in a jailed worker
 process (``pqkern/bench/worker.py``, ``pqkern/bench/jail.py``); this process is its watchdog and
 its judge. It checks the kernel file against the static policy, loads the fixture, starts the
-worker, sends the first ``--queries`` queries in order (each searched once, in blocks), then
-checks every result against the reference ADC and the exact ADC top-k, measures recall
-against exact ground truth, prints the block on stdout and, with ``--result-json``, writes
-the same figures and the per-query times to a file. Whatever the kernel prints goes to stderr.
+worker, sends the queries in order (each searched once, in blocks), then checks every result
+against the reference ADC and the exact ADC top-k, checks the kernel's ``prepare`` against its
+budget (``budget.py``), measures recall against exact ground truth (and beside the exact ADC's on
+the same queries), prints the block on stdout and, with ``--result-json``, writes the same
+figures and the per-query times to a file. Whatever the kernel prints goes to stderr.
+
+Queries: by default the fixture's first ``--queries`` queries, the same every run, so blocks
+compare; ``--fresh-queries`` draws fresh ones (``queries.py``), ``--query-seed`` replays them. The
+block's ``queries:`` line says which.
 
 Workloads (``--workload``): ``flat`` (default; one scan of all N codes per query) and ``ivf``
 (Lance's IVF_PQ: one ``search`` per probed partition with the residual query, the probe timed
@@ -17,8 +22,8 @@ Exit codes (the block is printed in every case, and a one-line reason goes to st
   1 the harness could not run (bad or missing fixture, bad arguments); the message says what to do
   2 recall@10 below the floor (--recall-floor, default 0.50)
   3 time budget exceeded (--time-budget, default 600 s); the worker is killed
-  4 the kernel broke its contract (wrong type, shape or dtype, bad ids, dishonest distances or times), raised,
-    or was stopped by the jail
+  4 the kernel broke its contract (wrong type, shape or dtype, bad ids, dishonest distances or times, prepare
+    over budget), raised, or was stopped by the jail
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pqkern.bench import budget, recall
 from pqkern.bench.fixture import FixtureError, default_source, load_fixture
 from pqkern.bench.policy import PolicyError, check_kernel
-from pqkern.bench.reference import tie_aware_recall
+from pqkern.bench.queries import draw_seed, fixed_queries, fresh_queries, parse_seed, warm_vectors
 from pqkern.bench.session import KernelProcess, WorkerFailure
 from pqkern.bench.worker import ContractError
 from pqkern.bench.workloads import WORKLOADS, K, make
@@ -44,8 +50,8 @@ EXIT_PASS, EXIT_HARNESS, EXIT_RECALL, EXIT_TIMEOUT, EXIT_CONTRACT = 0, 1, 2, 3, 
 STATUS = {0: "pass", 1: "harness_error", 2: "recall_below_floor", 3: "timeout", 4: "contract_violation"}
 BLOCK_KEYS = ("source", "num_base", "num_queries", "recall_at_10", "geomean_ns_per_query", "peak_mem_mb", "total_seconds")
 EXTRA_KEYS = ("recall_10_at_10", "status", "exit_code", "geomean_cpu_ns_per_query", "prepare_seconds", "timed_seconds",
-              "max_rel_error", "threads", "fixture_id", "codebook_sha256", "kernel_sha256", "workload", "fixed_seconds", "jail")
-WARMUP_VECTORS = 8
+              "max_rel_error", "threads", "fixture_id", "codebook_sha256", "kernel_sha256", "workload", "fixed_seconds", "jail",
+              "queries", "recall_delta")
 BLOCK_QUERIES = 50
 DEFAULT_KERNEL = Path(__file__).resolve().parents[1] / "kernels.py"
 FAILURE_EXIT = {"timeout": EXIT_TIMEOUT, "harness": EXIT_HARNESS}
@@ -60,13 +66,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "The block is printed in every case; the reason goes to stderr.",
     )
     p.add_argument("--workload", choices=WORKLOADS, default="flat", help="flat (default) or ivf")
-    p.add_argument("--source", help="sift1m, siftsmall, synthetic or smoke "
+    p.add_argument("--source", help="sift1m, siftsmall, synthetic, smoke or imagesift "
                    "(default: $PQKERN_SOURCE, else sift1m if present, else synthetic)")
     p.add_argument("--num-base", type=int, help="synthetic/smoke only: base vectors")
     p.add_argument("--num-queries", type=int, help="synthetic/smoke only: query vectors generated")
     p.add_argument("--num-learn", type=int, help="synthetic/smoke only: learn vectors generated")
     p.add_argument("--kernel", default=str(DEFAULT_KERNEL), help="kernels file to run (default: pqkern/kernels.py)")
     p.add_argument("--queries", type=int, default=1000, help="timed queries (default 1000, capped at the source's count)")
+    p.add_argument("--fresh-queries", action="store_true", help="fresh queries (queries.py) instead of the fixture's first ones")
+    p.add_argument("--query-seed", help="replay the fresh queries of a recorded run (implies --fresh-queries)")
     p.add_argument("--recall-floor", type=float, default=0.50, help="minimum recall@10 (default 0.50)")
     p.add_argument("--time-budget", type=float, default=600.0, help="seconds for the kernel's whole run (default 600)")
     p.add_argument("--tolerance", type=float, default=0.01, help="relative distance tolerance vs reference ADC (default 0.01)")
@@ -79,18 +87,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def format_block(r: dict) -> str:
+def format_block(r: dict, omit_missing: bool = False) -> str:
+    """The result block: the seven canonical lines (``nan`` where not measured), then the others (left out when not
+    measured if ``omit_missing``)."""
+
     def fmt(key: str) -> str:
         v = r.get(key)
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "nan"
-        if key in ("recall_at_10", "recall_10_at_10"):
+        if key in ("recall_at_10", "recall_10_at_10", "recall_delta"):
             return f"{v:.4f}"
         if key in ("peak_mem_mb", "total_seconds", "fixed_seconds"):
             return f"{v:.1f}"
         return str(v)
 
-    return "\n".join(["---"] + [f"{key}: {fmt(key)}" for key in BLOCK_KEYS + EXTRA_KEYS])
+    extra = [key for key in EXTRA_KEYS if not omit_missing or fmt(key) != "nan"]
+    return "\n".join(["---"] + [f"{key}: {fmt(key)}" for key in BLOCK_KEYS + tuple(extra)])
 
 
 def geomean_ns(times: np.ndarray) -> int:
@@ -107,12 +119,6 @@ def file_digest(paths: list[str]) -> str:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(chunk)
     return h.hexdigest()
-
-
-def warm_vectors(fx, count: int = WARMUP_VECTORS) -> np.ndarray:
-    """Base vectors from the middle of the base set: never queries, so nothing can be remembered."""
-    start = fx.num_base // 2
-    return np.asarray(fx.base[start: start + count], np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,18 +153,22 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
     if args.queries < 1:
         return EXIT_HARNESS, f"--queries must be at least 1, got {args.queries}"
     try:
+        seed = parse_seed(args.query_seed) if args.query_seed else (draw_seed() if args.fresh_queries else None)
         fx = load_fixture(r["source"], args.num_base, args.num_queries, args.num_learn)
-        wl = make(args.workload, fx)
-    except FixtureError as e:
+        qs = fixed_queries(fx, args.queries) if seed is None else fresh_queries(fx, seed, args.queries)
+        wl = make(args.workload, fx, qs)
+    except (FixtureError, ValueError) as e:
         return EXIT_HARNESS, str(e)
-    qids = np.arange(min(args.queries, fx.queries.shape[0]))
-    r.update(num_base=fx.num_base, num_queries=int(qids.size), fixture_id=fx.fixture_id, codebook_sha256=fx.codebook_sha256)
-    worker = KernelProcess("run", source, {wl.name: wl.files}, warm_vectors(fx), K, time.monotonic() + args.time_budget,
-                           args.memory_limit_mb, args.threads, jail=not args.no_jail)
+    rows = np.arange(len(qs))
+    r.update(num_base=fx.num_base, num_queries=int(rows.size), fixture_id=fx.fixture_id, codebook_sha256=fx.codebook_sha256,
+             queries=qs.describe())
+    worker = KernelProcess("run", source, {wl.name: wl.spec()}, warm_vectors(fx, qs.seed), K,
+                           time.monotonic() + args.time_budget, args.memory_limit_mb, args.threads, jail=not args.no_jail)
     try:
         handed_over = file_digest(list(wl.files.values()))
-        wl.oracle_topk(qids)  # computed (first time) or loaded while the worker starts
-        results = _time_queries(worker, wl, qids)
+        if not qs.fresh:
+            wl.oracle(rows)  # loaded (or computed the first time) while the worker starts
+        results = _time_queries(worker, wl, rows)
     except WorkerFailure as e:
         return FAILURE_EXIT.get(e.kind, EXIT_CONTRACT), (
             f"time budget of {args.time_budget:g} s {e}" if e.kind == "timeout" else str(e))
@@ -172,11 +182,18 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
              peak_mem_mb=worker.peak_mem_kb / 1024, per_query_ns=wall.tolist(), per_query_cpu_ns=cpu.tolist(),
              worker_steps_seconds={k: round(v / 1e9, 3) for k, v in worker.steps_ns.items()})
     try:
-        found, worst, rank_problem = wl.judge(qids, ids, dists, args.tolerance)
+        checked = wl.check(rows, ids, dists, args.tolerance)
     except ContractError as e:
         return EXIT_CONTRACT, str(e)
-    r["max_rel_error"] = float(f"{worst:.3g}")
-    r["recall_at_10"], r["recall_10_at_10"] = tie_aware_recall(fx.base, fx.queries[qids], found, fx.groundtruth[qids, :K], at=K)
+    r["max_rel_error"] = float(f"{checked.worst:.3g}")
+    over = budget.prepare_problem(wl.name, wl.num_rows, worker.prepare_ns[wl.name], worker.warm_ns.get(wl.name, 0),
+                                  worker.warm_calls.get(wl.name, 0), [t / wl.calls_per_query for t in wall])
+    if over:
+        return EXIT_CONTRACT, over
+    rank_problem = wl.rank_problem(checked, args.tolerance)
+    got = recall.figures(wl, rows, checked.ids, None)
+    r.update(recall_at_10=got["recall_at_10"], recall_10_at_10=got["recall_10_at_10"],
+             recall_delta=round(got["recall_delta"], 4), reference_recall_at_10=got["reference_recall_at_10"])
     if r["recall_at_10"] < args.recall_floor:
         return EXIT_RECALL, f"recall@10 {r['recall_at_10']:.4f} is below the floor {args.recall_floor}"
     if rank_problem:
@@ -184,12 +201,12 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
     return EXIT_PASS, ""
 
 
-def _time_queries(worker: KernelProcess, wl, qids: np.ndarray):
+def _time_queries(worker: KernelProcess, wl, rows: np.ndarray):
     """Each query once, in order, in blocks: ``(ids, dists, wall ns, cpu ns)`` as the worker returned them."""
     worker.ready()
     blocks = []
-    for start in range(0, qids.size, BLOCK_QUERIES):
-        part = qids[start: start + BLOCK_QUERIES]
+    for start in range(0, rows.size, BLOCK_QUERIES):
+        part = rows[start: start + BLOCK_QUERIES]
         queries, probes = wl.request(part, None)
         blocks.append(worker.search(wl.name, queries, probes, warm=False))
     worker.finish()

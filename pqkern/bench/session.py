@@ -49,8 +49,9 @@ class Block:
 
     ids: np.ndarray
     dists: np.ndarray
-    wall_ns: np.ndarray  # per query, the warm-up call first when the block had one
+    wall_ns: np.ndarray  # per timed query
     cpu_ns: np.ndarray
+    warm_cpu_ns: int = 0  # the untimed warm-up call's CPU, when the block had one
 
 
 def die_with_parent() -> None:
@@ -120,7 +121,7 @@ def describe_death(returncode: int | None) -> str:
 class KernelProcess:
     """One kernel in one jailed worker; ``search`` blocks until the worker answers or the deadline passes."""
 
-    def __init__(self, label: str, source: str, workloads: dict[str, dict[str, str]], warm: np.ndarray, k: int,
+    def __init__(self, label: str, source: str, workloads: dict[str, dict], warm: np.ndarray, k: int,
                  deadline: float, memory_limit_mb: int = 4096, threads: int = 1, jail: bool = True):
         self.label, self.deadline, self.k, self.threads = label, deadline, k, threads
         self.tmp = Path(tempfile.mkdtemp(prefix=f"pqkern-worker-{label}-"))
@@ -136,6 +137,8 @@ class KernelProcess:
         os.close(cmd_r)
         os.close(reply_w)
         self.prepare_ns: dict[str, int] = {}
+        self.warm_ns: dict[str, int] = {}
+        self.warm_calls: dict[str, int] = {}
         self.steps_ns: dict[str, int] = {}
         self.cpu = CpuLedger()
         self.peak_mem_kb = 0
@@ -168,6 +171,8 @@ class KernelProcess:
         if header.get("op") != "ready":
             raise WorkerFailure("died", f"the worker sent {header.get('op')!r} instead of ready")
         self.prepare_ns = {str(k): int(v) for k, v in header["prepare_ns"].items()}
+        self.warm_ns = {str(k): int(v) for k, v in header.get("warm_ns", {}).items()}
+        self.warm_calls = {str(k): int(v) for k, v in header.get("warm_calls", {}).items()}
         self.steps_ns = {str(k): int(v) for k, v in header.get("steps_ns", {}).items()}
         return self.prepare_ns
 
@@ -203,7 +208,7 @@ class KernelProcess:
             self.kill()
             raise WorkerFailure("contract", f"{workload} search: {problem}")
         first = 1 if warm else 0
-        return Block(ids.astype(np.int64), dists.astype(np.float32), wall[first:], cpu[first:])
+        return Block(ids.astype(np.int64), dists.astype(np.float32), wall[first:], cpu[first:], int(cpu[0]) if warm else 0)
 
     def finish(self) -> int:
         """End the worker; return the kernel's peak resident-memory growth in kB."""

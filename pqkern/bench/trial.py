@@ -5,24 +5,34 @@
 1. Takes the working tree's lock (a second trial is refused at once, exit 5, touching nothing),
    and refuses (exit 5) a dirty tree (touching nothing), a re-trial of the incumbent (the last
    kept commit), a commit that changes anything but ``pqkern/kernels.py`` since the incumbent,
-   or a kernel that breaks the static policy (both reverted, with a ``refused`` row).
-2. Judges incumbent and candidate side by side (``pqkern/bench/paired.py``): each in its own
-   jailed worker, query by query in random order, on the flat 1M scan and on the IVF workload,
-   every result checked, until the confidence sequences decide or the cap is reached.
-3. Keep rule: 99% confident that the geometric mean of the two workloads' speed-ups is above
-   1%, and that neither workload lost more than 2%; recall@10 on each workload within 0.005
-   (or one query) of the exact ADC's on the same queries, and at least 0.50.
-4. Appends one row to ``results.tsv`` for the commit it judged (``pqkern/bench/results.py``) and
-   keeps the inputs, every paired time and the verdict under ``trials/<time>-<commit>/``.
+   or a kernel that breaks the static policy or its size limit (both reverted, with a ``refused``
+   row). A branch whose history holds a revoked keep is told how to go back (exit 7).
+2. A candidate whose syntax tree equals the incumbent's (only comments, docstrings or layout
+   changed) is kept at once, as ``same-code``. Any other is judged against the incumbent side by
+   side (``paired.py``): each in its own jailed worker, on fresh queries drawn for this trial
+   (``queries.py``), query by query in random order, on the flat 1M scan and on the IVF workload,
+   until the confidence sequences decide the keep rule (``rule.py``: faster; or, for a candidate
+   with a smaller syntax tree, simpler) or the cap is reached. ``prepare`` has a budget
+   (``budget.py``). Every result of both kernels is then checked against the exact ADC top-k,
+   and recall beside the exact ADC's on the same queries.
+3. Before a keep (and a baseline): the candidate is measured against the frozen seed directly
+   (``SEED_ROUNDS`` paired rounds, fresh queries), and its results on ``exactness.CHECK_QUERIES`` more
+   fresh queries per workload are checked (``exactness.py``).
+4. Appends one row to ``results.tsv`` (``results.py``) and keeps the inputs, every paired time and
+   the verdict under ``trials/<time>-<commit>/``; the query seed is written there once the run is over.
 5. Keep (and baseline): records the commit in asv (``asv run HEAD^!``; ``asv machine --yes`` first
    when this machine has none). Otherwise ``git reset --hard`` to the incumbent, only if HEAD is
    still the judged commit and the tree is clean (it never throws away work).
 6. Prints one ``verdict:`` line and the candidate's result block; exits with the status's code.
 
+An incumbent that fails (a wrong result, a crash, a time-out) is the incumbent's fault: it was kept
+before its failure was seen. Its keep is ``revoked`` (a row of its own), nothing is reset, and the
+verdict gives the command that puts the branch back on the last good commit (exit 7).
+
 The first trial on a branch with no baseline in its history records HEAD as the ``baseline``,
-measured once against the frozen seed kernel (``pqkern/bench/seed_kernel.py``). Killing the
-trial (any signal, SIGKILL included) ends its workers, writes no row and leaves HEAD at the
-unjudged candidate, so running it again judges it.
+measured against the frozen seed kernel (``pqkern/bench/seed_kernel.py``). Killing the trial (any
+signal, SIGKILL included) ends its workers, writes no row and leaves HEAD at the unjudged
+candidate, so running it again judges it.
 """
 
 from __future__ import annotations
@@ -39,24 +49,30 @@ import sys
 import time
 from pathlib import Path
 
+from pqkern.bench import exactness, rule
+from pqkern.bench.history import Chain, GitError, Repo, read_chain
 from pqkern.bench.lock import Busy, Neighbours, TrialLock
-from pqkern.bench.paired import CAP_SECONDS, SEED_KERNEL, Comparison, compare
+from pqkern.bench.paired import CAP_SECONDS, POOL, SEED_KERNEL, TOLERANCE, Comparison, Failed, Match, failure, plan, query_set
 from pqkern.bench.policy import PolicyError, violations
 from pqkern.bench.results import ResultsError, append_row, read_rows
-from pqkern.bench.runner import format_block
+from pqkern.bench.runner import STATUS, format_block
 from pqkern.bench.session import die_with_parent
-from pqkern.bench.workloads import WORKLOADS
+from pqkern.bench.simplicity import code_size, same_code
+from pqkern.bench.workloads import WORKLOADS, make
 
 KERNEL_PATH = "pqkern/kernels.py"
-EXIT = {"keep": 0, "baseline": 0, "discard": 1, "recall": 2, "timeout": 3, "crash": 4, "refused": 5, "harness": 6}
+EXIT = {"keep": 0, "baseline": 0, "discard": 1, "recall": 2, "timeout": 3, "crash": 4, "refused": 5, "harness": 6,
+        "revoked": 7}
 RECALL_BAND = 0.005
 RECALL_FLOOR = 0.50
 BASELINE_ROUNDS = 100
+SEED_ROUNDS = 100  # the direct measurement of a keep against the frozen seed
+SEED_POOL = 2 * SEED_ROUNDS  # query-set rows it uses (an IVF round takes two queries)
 ASV_BENCH = r"bench_kernel\."
 
 
 class TrialError(RuntimeError):
-    """The trial cannot be judged; ``status`` says how it ends (dirty: nothing touched; refused; harness)."""
+    """The trial cannot be judged; ``status`` says how it ends (dirty: nothing touched; refused; revoked; harness)."""
 
     def __init__(self, status: str, message: str):
         super().__init__(message)
@@ -70,42 +86,15 @@ class Interrupted(BaseException):
 ROW_WRITTEN: list[str] = []  # the judged commit, once its row is in results.tsv
 
 
-class Repo:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def git(self, *args: str, check: bool = True) -> str:
-        p = subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True)
-        if check and p.returncode:
-            raise TrialError("harness", f"git {' '.join(args)} failed: {p.stderr.strip()}")
-        return p.stdout.strip()
-
-    def is_ancestor(self, commit: str, of: str) -> bool:
-        return subprocess.run(["git", "merge-base", "--is-ancestor", commit, of], cwd=self.root,
-                              capture_output=True).returncode == 0
-
-    def clean(self) -> bool:
-        return not self.git("status", "--porcelain", "--untracked-files=no")
-
-
-def find_incumbent(repo: Repo, rows: list[dict], head: str) -> tuple[dict | None, dict | None]:
-    """``(incumbent row, baseline row)``: the last kept/baseline rows whose commits are in HEAD's history."""
-    incumbent = baseline = None
-    for row in reversed(rows):
-        if row["status"] not in ("keep", "baseline") or not repo.is_ancestor(row["commit"], head):
-            continue
-        incumbent = incumbent or row
-        if row["status"] == "baseline":
-            baseline = row
-            break
-    return incumbent, baseline
-
-
-def preconditions(repo: Repo, incumbent: dict | None, head: str) -> None:
-    """Refuse a dirty tree, a re-trial of the incumbent, bench edits and policy breaches."""
+def preconditions(repo: Repo, chain: Chain, head: str) -> None:
+    """Refuse a dirty tree, a re-trial of the incumbent, a revoked history, bench edits and policy breaches."""
     dirty = repo.git("status", "--porcelain", "--untracked-files=no")
     if dirty:
         raise TrialError("dirty", f"uncommitted changes ({dirty.splitlines()[0].strip()} ...): commit or stash them first")
+    bad = chain.first_revoked()
+    if bad:
+        raise TrialError("revoked", revoked_advice(chain, bad, chain.revoked[bad["commit"]]["description"]))
+    incumbent = chain.incumbent
     if incumbent and head.startswith(incumbent["commit"]):
         raise TrialError("dirty", "HEAD is the incumbent: commit a change to pqkern/kernels.py first")
     if incumbent:
@@ -117,22 +106,33 @@ def preconditions(repo: Repo, incumbent: dict | None, head: str) -> None:
         raise TrialError("refused", str(PolicyError(KERNEL_PATH, found)))
 
 
-def below_floor(cmp: Comparison) -> str:
+def revoked_advice(chain: Chain, bad: dict, why: str) -> str:
+    """What a revoked keep means and the command that puts the branch back on the last good commit."""
+    good = chain.last_good(bad)
+    what = (f"the kept commit {bad['commit'][:10]} ({bad['description']!r}, kept at {bad['timestamp']}) fails a later "
+            f"check: {why}. It was kept before this failure was seen; its keep is revoked")
+    if good is None:
+        return f"{what}. It is this branch's baseline: start a new branch from main (program.md, Setup)"
+    return (f"{what}. Put the branch back on the last good commit, {good['commit'][:10]} ({good['description']!r}): "
+            f"git reset --hard {good['commit'][:10]}")
+
+
+def below_floor(figures: dict) -> str:
     """'' when the candidate's recall@10 on every workload is at or above the floor."""
-    for w, fig in cmp.candidate.items():
-        if fig["recall_at_10"] < RECALL_FLOOR:
+    for w, fig in figures.items():
+        if fig["recall_at_10"] is not None and fig["recall_at_10"] < RECALL_FLOOR:
             return f"{w} recall@10 {fig['recall_at_10']:.4f} is below the floor {RECALL_FLOOR}"
     return ""
 
 
-def outside_band(cmp: Comparison) -> str:
+def outside_band(figures: dict) -> str:
     """'' when the candidate's recall@10 on every workload is within the band of the exact ADC's on the same queries."""
-    for w, fig in cmp.candidate.items():
-        n = max(fig["queries"], 1)
+    for w, fig in figures.items():
+        n = max(fig["delta_queries"], 1)
         band = max(RECALL_BAND, 1.0 / n + 1e-9)
-        if abs(fig["recall_at_10"] - fig["reference_recall_at_10"]) > band:
-            return (f"{w} recall@10 {fig['recall_at_10']:.4f} is more than {band:.4f} from the exact ADC's "
-                    f"{fig['reference_recall_at_10']:.4f} on the same {n} queries")
+        if fig["recall_delta"] is not None and abs(fig["recall_delta"]) > band:
+            return (f"{w} recall@10 is {fig['recall_delta']:+.4f} from the exact ADC's on the same {n} queries "
+                    f"(band {band:.4f})")
     return ""
 
 
@@ -166,101 +166,210 @@ def _fmt(v, spec: str) -> str:
 class Trial:
     """One trial of HEAD: its folder, its judgement and its row."""
 
-    def __init__(self, args: argparse.Namespace, repo: Repo, head: str, incumbent: dict | None, baseline: dict | None):
-        self.args, self.repo, self.head = args, repo, head
-        self.incumbent, self.baseline = incumbent, baseline
+    def __init__(self, args: argparse.Namespace, repo: Repo, head: str, chain: Chain):
+        self.args, self.repo, self.head, self.chain = args, repo, head, chain
+        self.incumbent = chain.incumbent
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.dir = repo.root / "trials" / f"{stamp}-{head[:10]}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.start = time.monotonic()
+        self.cmp: Comparison | None = None  # against the incumbent (the seed, for a baseline)
+        self.seed_cmp: Comparison | None = None  # the keep's direct measurement against the seed
+        self.note = ""  # said in the verdict: fixed queries, a spent simpler margin
+        self.decided = None  # seconds from the start to the verdict
 
-    def source(self, commit: str) -> str:
-        return self.repo.git("show", f"{commit}:{KERNEL_PATH}") + "\n"
-
-    def judge(self) -> tuple[str, str, Comparison]:
-        """Run the comparison; return ``(status, reason, comparison)``."""
+    def judge(self) -> tuple[str, str]:
+        """Judge HEAD; return ``(status, reason)``; ``self.cmp`` and ``self.seed_cmp`` hold the figures."""
         from pqkern.bench.fixture import FixtureError, load_fixture
 
         try:
             fx = load_fixture(self.args.source)
         except FixtureError as e:
             raise TrialError("harness", str(e)) from None
-        candidate = self.source(self.head)
-        if self.incumbent is None:
-            label, incumbent = "seed", SEED_KERNEL.read_text(encoding="utf-8")
-        else:
-            label, incumbent = self.incumbent["commit"], self.source(self.incumbent["commit"])
-        (self.dir / "candidate_kernels.py").write_text(candidate, encoding="utf-8")
-        (self.dir / "incumbent_kernels.py").write_text(incumbent, encoding="utf-8")
-        log = open(self.dir / "progress.log", "w")
-        try:
-            cmp = compare(fx, incumbent, candidate, tuple(self.args.workload or WORKLOADS),
-                          mode="measure" if self.incumbent is None else "decide",
-                          rounds=BASELINE_ROUNDS if self.incumbent is None else None, cap_seconds=self.args.cap_seconds,
-                          time_budget=self.args.time_budget, jail=not self.args.no_jail,
-                          log=lambda m: print(m, file=log, flush=True))
-        finally:
-            log.close()
         self.fixture = {"source": fx.source, "num_base": fx.num_base, "fixture_id": fx.fixture_id,
                         "codebook_sha256": fx.codebook_sha256}
-        (self.dir / "comparison.json").write_text(json.dumps(dict(cmp.to_json(), incumbent_label=label)) + "\n")
+        candidate = self.repo.kernel(self.head)
+        incumbent = self.repo.kernel(self.incumbent["commit"]) if self.incumbent else SEED_KERNEL.read_text(encoding="utf-8")
+        (self.dir / "candidate_kernels.py").write_text(candidate, encoding="utf-8")
+        (self.dir / "incumbent_kernels.py").write_text(incumbent, encoding="utf-8")
+        if self.incumbent and same_code(incumbent, candidate):
+            return "keep", rule.explain("same-code")
+        workloads = list(self.args.workload or WORKLOADS)
+        margin = None
+        if self.incumbent and code_size(candidate) < code_size(incumbent):
+            margin = rule.spent_margin(self.chain.simpler_lows(workloads), workloads)
+            if max(margin.values()) < rule.MIN_SIMPLER_MARGIN:
+                margin, self.note = None, "simpler, but the margin simpler keeps may lose since the last faster keep is spent"
+        queries = query_set(fx, POOL + SEED_POOL + exactness.CHECK_QUERIES)
+        if not queries.fresh:
+            self.note = f"fixed queries: {queries.note}"
+        rows = plan(queries, {"decide": POOL, "seed": SEED_POOL, "check": exactness.CHECK_QUERIES})
+        self.cmp = cmp = Comparison("measured", "measured", "", {})
+        try:
+            wls = {w: make(w, fx, queries) for w in workloads}
+        except (FixtureError, ValueError) as e:
+            raise TrialError("harness", str(e)) from None
+        log = open(self.dir / "progress.log", "w")
+        try:
+            with Match(wls, queries, time_budget=self.args.time_budget, jail=not self.args.no_jail,
+                       log=lambda m: print(m, file=log, flush=True)) as match:
+                try:
+                    status, reason = self._phases(match, cmp, rows, incumbent, candidate, margin)
+                except Failed as e:
+                    failure(cmp, e)
+                    status, reason = self._failed(cmp)
+                cmp.records = match.records
+        finally:
+            log.close()
+            cmp.queries, cmp.query_seed = queries.describe(), (f"{queries.seed:#x}" if queries.fresh else "")
+            cmp.seconds = time.monotonic() - self.start
+            record = dict(cmp.to_json(), incumbent_label=self.incumbent["commit"] if self.incumbent else "seed")
+            if self.seed_cmp:
+                record["seed_measurement"] = {k: v for k, v in self.seed_cmp.to_json().items() if k != "records"}
+            (self.dir / "comparison.json").write_text(json.dumps(record) + "\n")
+        return status, reason
+
+    def _phases(self, match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: str,
+                margin: dict | None) -> tuple[str, str]:
+        """Start-up, rounds, checks and, before a keep, the seed measurement and the exactness check."""
+        t0 = time.monotonic()
+        match.start("incumbent", incumbent)
+        match.start("candidate", candidate)
+        match.ready("incumbent", cmp)
+        match.ready("candidate", cmp, enforce_budget=True)
+        cmp.timings["start-up"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        baseline = self.incumbent is None
+        match.pair("incumbent", "candidate", rows["decide"], cmp, mode="measure" if baseline else "decide",
+                   rounds=BASELINE_ROUNDS if baseline else None, cap_seconds=self.args.cap_seconds, simpler_margin=margin)
+        cmp.timings["paired"] = time.monotonic() - t0
+        keep = baseline or cmp.decision == "keep"
+        t0 = time.monotonic()
+        if keep and not baseline:
+            match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))  # starts while the results are checked
+        match.finish("incumbent", cmp)
+        if not keep:
+            match.finish("candidate", cmp)  # its peak memory; nothing more to search
+        match.settle(["incumbent", "candidate"])
+        match.summaries(cmp)
+        cmp.timings["checks"] = time.monotonic() - t0
+        cmp.reason = rule.explain(cmp.stop)
+        problem = self._problem(cmp)
+        if problem or not keep:
+            if keep:
+                match.finish("candidate", cmp)
+            return problem or (cmp.decision, cmp.reason)
+        if not baseline:
+            t0 = time.monotonic()
+            self.seed_cmp = seed = Comparison("measured", "measured", "", {})
+            match.ready("seed", seed)
+            match.pair("seed", "candidate", rows["seed"], seed, mode="measure", rounds=SEED_ROUNDS)
+            match.finish("seed", seed)
+            match.settle(["seed", "candidate"])
+            match.summaries(seed, incumbent="seed")
+            cmp.timings["seed measurement"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        try:
+            extra = exactness.check(match.workers["candidate"], match.wls, rows["check"], TOLERANCE,
+                                    log=match.log)
+        except exactness.ExactnessFailure as e:
+            if e.kind == "contract":  # a wrong answer: the worker is alive, and its peak memory belongs in the block
+                match.finish("candidate", cmp)
+            raise Failed("candidate", e.kind, str(e)) from None
+        for w, blocks in extra.items():
+            for checked in blocks:
+                match.figures["candidate"][w].add(checked, None)
+        match.finish("candidate", cmp)
+        match.summaries(cmp)
+        cmp.timings["exactness"] = time.monotonic() - t0
+        problem = self._problem(cmp)
+        if problem:
+            return problem
+        if baseline:
+            return "baseline", f"measured against the frozen seed in {cmp.rounds} rounds"
+        return "keep", cmp.reason
+
+    def _problem(self, cmp: Comparison) -> tuple[str, str] | None:
+        """A recall or rank problem of the candidate's checked results, as ``(status, reason)``."""
+        if below_floor(cmp.candidate):  # the clearest message for a kernel that skips most rows
+            return "recall", below_floor(cmp.candidate)
+        if cmp.contract_problem:  # rows skipped, recall still above the floor
+            return "crash", cmp.contract_problem
+        if outside_band(cmp.candidate):
+            return "recall", outside_band(cmp.candidate)
+        return None
+
+    def _failed(self, cmp: Comparison) -> tuple[str, str]:
+        if cmp.decision == "incumbent" and self.incumbent is None:
+            raise TrialError("harness", f"the frozen seed failed: {cmp.reason}")
+        if cmp.decision == "incumbent":
+            return "revoked", revoked_advice(self.chain, self.incumbent, cmp.reason)
         if cmp.decision == "harness":
             raise TrialError("harness", cmp.reason)
-        if cmp.decision in ("crash", "timeout"):
-            return cmp.decision, cmp.reason, cmp
-        if below_floor(cmp):  # the clearest message for a kernel that skips most rows
-            return "recall", below_floor(cmp), cmp
-        if cmp.contract_problem:  # rows skipped, recall still above the floor
-            return "crash", cmp.contract_problem, cmp
-        if outside_band(cmp):
-            return "recall", outside_band(cmp), cmp
-        if self.incumbent is None:
-            return "baseline", f"measured against the frozen seed in {cmp.rounds} rounds", cmp
-        return cmp.decision, cmp.reason, cmp
+        return cmp.decision, cmp.reason
 
-    def row(self, status: str, cmp: Comparison | None) -> dict:
+    def revoked_row(self, reason: str) -> dict:
+        """The row that revokes the incumbent's keep: the candidate was not judged, so it has no figures."""
+        row = dict.fromkeys(self.row("crash"), "-")
+        row.update(commit=self.incumbent["commit"], status="revoked", description=f"revoked: {reason}",
+                   timestamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   stop=self.cmp.stop if self.cmp else "-", trial_seconds=f"{time.monotonic() - self.start:.0f}",
+                   branch=self.repo.git("branch", "--show-current", check=False) or "-", machine=asv_machine())
+        return row
+
+    def row(self, status: str) -> dict:
+        cmp, seed = self.cmp, self.seed_cmp
         iv = cmp.intervals if cmp else {}
         cand = cmp.candidate if cmp else {}
         flat, ivf = cand.get("flat", {}), cand.get("ivf", {})
+        same = status == "keep" and cmp is None  # a same-code keep: nothing was run
         comb = iv.get("combined")
-        speed = comb.as_ratio() if comb else (None, None, None)
-        seed = self._seed_speedup(status, speed)
-        return {"commit": self.head[:12], "recall_at_10": _fmt(flat.get("recall_at_10"), ".4f"),
-                "geomean_ns_per_query": _fmt(flat.get("geomean_ns_per_query"), "d"),
-                "speedup": _fmt(speed[0], ".3f") if self.incumbent else "-",
-                "speedup_lo": _fmt(speed[1], ".3f") if self.incumbent else "-",
-                "speedup_hi": _fmt(speed[2], ".3f") if self.incumbent else "-",
-                "peak_mem_mb": _fmt(cmp.peak_mem_mb.get("candidate") if cmp else None, ".1f"),
-                "status": {"recall": "discard"}.get(status, status), "description": self.args.description,
-                "timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "flat_speedup": _fmt(iv["flat"].speedup if "flat" in iv else None, ".3f"),
-                "ivf_speedup": _fmt(iv["ivf"].speedup if "ivf" in iv else None, ".3f"),
-                "ivf_recall_at_10": _fmt(ivf.get("recall_at_10"), ".4f"),
-                "ivf_geomean_ns_per_query": _fmt(ivf.get("geomean_ns_per_query"), "d"),
-                "seed_speedup": _fmt(seed[0], ".3f"), "seed_speedup_lo": _fmt(seed[1], ".3f"),
-                "seed_speedup_hi": _fmt(seed[2], ".3f"), "stop": cmp.stop if cmp else "-",
-                "trial_seconds": f"{time.monotonic() - self.start:.0f}", "branch": self.repo.git("branch", "--show-current",
-                                                                                                check=False) or "-",
-                "machine": asv_machine()}
-
-    def _seed_speedup(self, status: str, speed: tuple) -> tuple:
-        """Over the frozen seed: measured directly for the baseline, chained through the incumbent's otherwise."""
-        if self.incumbent is None:
-            same = self.source(self.head) == SEED_KERNEL.read_text(encoding="utf-8")
-            return (1.0, 1.0, 1.0) if same and speed[0] is not None else speed  # the seed itself: 1 by definition
-        try:
-            base = [float(self.incumbent[k]) for k in ("seed_speedup", "seed_speedup_lo", "seed_speedup_hi")]
-        except (ValueError, KeyError):
-            return (None, None, None)
-        if speed[0] is None or status not in ("keep", "discard"):
-            return (None, None, None)
-        return tuple(b * s for b, s in zip(base, speed, strict=True))
+        speed = comb.as_ratio() if comb and self.incumbent else (None, None, None)
+        if status == "baseline" and comb:
+            versus = {w: v.as_ratio() for w, v in iv.items()}
+        elif status == "keep" and seed:
+            versus = {w: v.as_ratio() for w, v in seed.intervals.items()}
+        else:
+            versus = {}
+        inc = self.incumbent or {}
+        row = {"commit": self.head[:12], "recall_at_10": _fmt(flat.get("recall_at_10"), ".4f"),
+               "geomean_ns_per_query": _fmt(flat.get("geomean_ns_per_query"), "d"),
+               "speedup": _fmt(speed[0], ".3f"), "speedup_lo": _fmt(speed[1], ".3f"), "speedup_hi": _fmt(speed[2], ".3f"),
+               "peak_mem_mb": _fmt(cmp.peak_mem_mb.get("candidate") if cmp else None, ".1f"),
+               "status": {"recall": "discard"}.get(status, status), "description": self.args.description,
+               "timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "ivf_recall_at_10": _fmt(ivf.get("recall_at_10"), ".4f"),
+               "ivf_geomean_ns_per_query": _fmt(ivf.get("geomean_ns_per_query"), "d"),
+               "stop": "same-code" if same else (cmp.stop if cmp else "-"),
+               "trial_seconds": f"{self.decided if self.decided is not None else time.monotonic() - self.start:.0f}",
+               "branch": self.repo.git("branch", "--show-current", check=False) or "-", "machine": asv_machine(),
+               "recall_delta": _fmt(flat.get("recall_delta"), "+.4f"), "ivf_recall_delta": _fmt(ivf.get("recall_delta"), "+.4f"),
+               "checked_queries": str(sum(f.get("checked_queries", 0) for f in cand.values())) if cand else "-",
+               "prepare_seconds": _fmt((cmp.prepare_seconds.get("candidate", {}) if cmp else {}).get("flat"), ".3f"),
+               "ivf_prepare_seconds": _fmt((cmp.prepare_seconds.get("candidate", {}) if cmp else {}).get("ivf"), ".3f"),
+               "code_size": str(code_size(self.repo.kernel(self.head))) if status != "refused" else "-",
+               "queries": ("fresh" if cmp.query_seed else "fixed") if cmp and cmp.queries else "-",
+               "query_seed": cmp.query_seed if cmp and cmp.query_seed else "-"}
+        for w in WORKLOADS:
+            s, lo, hi = iv[w].as_ratio() if w in iv and self.incumbent else (None, None, None)
+            row.update({f"{w}_speedup": _fmt(s, ".3f"), f"{w}_speedup_lo": _fmt(lo, ".3f"), f"{w}_speedup_hi": _fmt(hi, ".3f"),
+                        f"{w}_seed_speedup": _fmt(versus[w][0] if w in versus else None, ".3f")})
+        combined = versus.get("combined", (None, None, None))
+        row.update(seed_speedup=_fmt(combined[0], ".3f"), seed_speedup_lo=_fmt(combined[1], ".3f"),
+                   seed_speedup_hi=_fmt(combined[2], ".3f"))
+        if same:  # the incumbent's code: its measurement, its memory and its prepare
+            for key in ("seed_speedup", "seed_speedup_lo", "seed_speedup_hi", "flat_seed_speedup", "ivf_seed_speedup",
+                        "prepare_seconds", "ivf_prepare_seconds", "peak_mem_mb", "recall_at_10", "ivf_recall_at_10",
+                        "recall_delta", "ivf_recall_delta", "geomean_ns_per_query", "ivf_geomean_ns_per_query"):
+                row[key] = inc.get(key, "-")
+        return row
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pqkern-trial", description="Judge the last commit to pqkern/kernels.py: keep or revert.",
-                                epilog="exit codes: 0 keep/baseline; 1 discard (slower or not significant); 2 recall; "
-                                "3 timeout; 4 crash; 5 refused (or another trial is running); 6 the harness could not run")
+                                epilog="exit codes: 0 keep/baseline; 1 discard (slower, not significant, below the bar); "
+                                "2 recall; 3 timeout; 4 crash; 5 refused (or another trial is running); 6 the harness could "
+                                "not run; 7 revoked (a kept incumbent failed: the verdict says how to go back)")
     p.add_argument("description", help="a short description of the change, for results.tsv")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--workload", action="append", choices=WORKLOADS, help="judge only this workload (repeatable; default both)")
@@ -291,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, repo, head, neighbours)
     except Interrupted as e:
         if ROW_WRITTEN:
-            print(f"pqkern-trial: interrupted ({e}) after the verdict on {head[:10]} was written to results.tsv; "
-                  f"the asv record may be incomplete (asv run HEAD^! to redo it)", file=sys.stderr, flush=True)
+            print(f"pqkern-trial: interrupted ({e}) after the verdict on {head[:10]} was written to results.tsv",
+                  file=sys.stderr, flush=True)
         else:
             print(f"verdict: interrupted ({e}): no row written, nothing reset; HEAD is the unjudged candidate {head[:10]}: "
                   f"run pqkern-trial again to judge it", flush=True)
@@ -310,28 +419,42 @@ def _run(args: argparse.Namespace, repo: Repo, head: str, neighbours: Neighbours
     results = repo.root / "results.tsv"
     trial = None
     try:
-        incumbent, baseline = find_incumbent(repo, read_rows(results), head)
-        if incumbent and not baseline:
+        rows = read_rows(results)
+        chain = read_chain(repo, rows, head)
+        if chain.incumbent and not chain.baseline:
             raise TrialError("harness", f"{results} has kept commits in this history but no baseline row: start a new branch")
-        preconditions(repo, incumbent, head)
-        trial = Trial(args, repo, head, incumbent, baseline)
-        status, reason, cmp = trial.judge()
-    except ResultsError as e:
+        preconditions(repo, chain, head)
+        trial = Trial(args, repo, head, chain)
+        status, reason = trial.judge()
+    except (ResultsError, GitError) as e:
         print(f"verdict: error ({e})")
         return EXIT["harness"]
     except TrialError as e:
         if e.status == "refused":
-            return _finish(repo, results, trial or Trial(args, repo, head, incumbent, baseline), e.status, str(e), None,
-                           neighbours)
+            return _finish(repo, results, trial or Trial(args, repo, head, chain), e.status, str(e), neighbours)
+        if e.status == "revoked":
+            print(f"verdict: revoked ({e}); nothing was run or reset")
+            return EXIT["revoked"]
         print(f"verdict: {'refused' if e.status == 'dirty' else 'error'} ({e})")
         return EXIT["refused" if e.status == "dirty" else "harness"]
+    trial.decided = time.monotonic() - trial.start
     neighbours.look()
-    return _finish(repo, results, trial, status, reason, cmp, neighbours)
+    return _finish(repo, results, trial, status, reason, neighbours)
 
 
-def _finish(repo: Repo, results: Path, trial: Trial, status: str, reason: str, cmp: Comparison | None,
-            neighbours: Neighbours) -> int:
-    row = trial.row(status, cmp)
+def _finish(repo: Repo, results: Path, trial: Trial, status: str, reason: str, neighbours: Neighbours) -> int:
+    """Record a keep in asv (timed), then write the row and revert together; print the verdict and the block."""
+    row = trial.revoked_row(trial.cmp.reason) if status == "revoked" else trial.row(status)
+    notes = []
+    asv_seconds = None
+    if status in ("keep", "baseline") and not trial.args.no_asv:
+        if trial.cmp is None:
+            notes.append(f"asv: not recorded (the same code as {trial.incumbent['commit'][:10]}, whose record stands)")
+        else:
+            t0 = time.monotonic()
+            notes.append(record_in_asv(repo, trial.dir, trial.args.asv_bench))
+            asv_seconds = time.monotonic() - t0
+            row["asv_seconds"] = f"{asv_seconds:.0f}"
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     try:  # the row and the revert happen together or not at all, whatever signal arrives
         append_row(results, row)
@@ -342,23 +465,25 @@ def _finish(repo: Repo, results: Path, trial: Trial, status: str, reason: str, c
         return EXIT["harness"]
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    (trial.dir / "verdict.json").write_text(json.dumps({"status": row["status"], "reason": reason, "row": row}, indent=1) + "\n")
-    notes = [reverted] if reverted else []
-    if status in ("keep", "baseline") and not trial.args.no_asv:
-        notes.append(record_in_asv(repo, trial.dir, trial.args.asv_bench))
+    notes = ([reverted] if reverted else []) + notes
+    (trial.dir / "verdict.json").write_text(json.dumps({"status": row["status"], "reason": reason, "row": row}, indent=1)
+                                            + "\n")
+    if trial.note:
+        notes.append(f"note: {trial.note}")
     warning = neighbours.warning()
     if warning:
         notes.append(warning)
-    label = "discard" if status == "recall" else status
-    print(f"verdict: {label} ({reason}){_figures(cmp, trial)} commit={trial.head[:10]}" + "".join(f"; {n}" for n in notes))
-    if cmp and "flat" in cmp.candidate:
-        print(format_block(_block(cmp, trial, row)))
+    label = {"recall": "discard"}.get(status, status)
+    print(f"verdict: {label} ({reason}){_figures(trial, row, asv_seconds)} commit={trial.head[:10]}"
+          + "".join(f"; {n}" for n in notes))
+    if status != "revoked" and trial.cmp and "flat" in trial.cmp.candidate and "candidate" in trial.cmp.peak_mem_mb:
+        print(format_block(_block(trial, status), omit_missing=True))
     return EXIT[status]
 
 
 def _revert(repo: Repo, trial: Trial, status: str) -> str:
-    """Reset to the incumbent after anything but a keep, unless that would lose work; say what was done."""
-    if status in ("keep", "baseline") or not trial.incumbent:
+    """Reset to the incumbent after anything but a keep (or a revoke), unless that would lose work; say what was done."""
+    if status in ("keep", "baseline", "revoked") or not trial.incumbent:
         return ""
     if repo.git("rev-parse", "HEAD") == trial.head and repo.clean():
         repo.git("reset", "--hard", trial.incumbent["commit"])
@@ -367,30 +492,47 @@ def _revert(repo: Repo, trial: Trial, status: str) -> str:
             f"git reset --hard {trial.incumbent['commit'][:10]}")
 
 
-def _figures(cmp: Comparison | None, trial: Trial) -> str:
-    if not cmp or "combined" not in cmp.intervals:
-        return ""
+def _figures(trial: Trial, row: dict, asv_seconds: float | None) -> str:
+    """The verdict line's figures: speed-ups with their 99% intervals, the direct one over the seed, what was checked."""
+    cmp = trial.cmp
     parts = []
-    for w in ("combined", *WORKLOADS):
-        if w in cmp.intervals:
-            s, lo, hi = cmp.intervals[w].as_ratio()
-            name = "speedup" if w == "combined" else w
-            parts.append(f"{name}={s:.3f}x [{lo:.3f}, {hi:.3f}]")
-    if trial.incumbent is None:
-        parts[0] = parts[0].replace("speedup=", "vs_seed=")
-    return (" " + " ".join(parts) + f" stop={cmp.stop} rounds={cmp.rounds} "
-            f"time={time.monotonic() - trial.start:.0f}s")
+    if cmp and "combined" in cmp.intervals:
+        for w in ("combined", *WORKLOADS):
+            if w in cmp.intervals:
+                s, lo, hi = cmp.intervals[w].as_ratio()
+                name = ("vs_seed" if trial.incumbent is None else "speedup") if w == "combined" else w
+                parts.append(f"{name}={s:.3f}x [{lo:.3f}, {hi:.3f}]")
+    if trial.incumbent and row["seed_speedup"] != "-":
+        parts.append(f"vs_seed={row['seed_speedup']}x [{row['seed_speedup_lo']}, {row['seed_speedup_hi']}]")
+    if row["checked_queries"] != "-":
+        parts.append(f"checked={row['checked_queries']}")
+    parts.append(f"stop={row['stop']}")
+    if cmp:
+        parts.append(f"rounds={cmp.rounds}")
+    parts.append(f"time={row['trial_seconds']}s")
+    if asv_seconds is not None:
+        parts.append(f"asv={asv_seconds:.0f}s")
+    return " " + " ".join(parts)
 
 
-def _block(cmp: Comparison, trial: Trial, row: dict) -> dict:
+def _block(trial: Trial, status: str) -> dict:
+    """The candidate's result block, each field meaning what pqkern-run's field of that name means (flat workload)."""
+    cmp = trial.cmp
     flat = cmp.candidate["flat"]
+    run_status = {"recall": 2, "crash": 4, "timeout": 3}.get(status, 0)
+    total = time.monotonic() - trial.start
+    timed = sum(r["candidate_wall_ns"] for r in cmp.records if r["workload"] == "flat" and "candidate_wall_ns" in r) / 1e9
     return {**trial.fixture, "num_queries": flat["queries"], "recall_at_10": flat["recall_at_10"],
             "geomean_ns_per_query": flat["geomean_ns_per_query"], "peak_mem_mb": cmp.peak_mem_mb.get("candidate"),
-            "total_seconds": time.monotonic() - trial.start, "recall_10_at_10": flat["recall_10_at_10"],
-            "status": row["status"], "geomean_cpu_ns_per_query": flat["geomean_cpu_ns_per_query"],
-            "prepare_seconds": cmp.prepare_seconds.get("candidate", {}).get("flat"),
-            "max_rel_error": flat["max_rel_error"], "threads": 1, "workload": "flat",
-            "kernel_sha256": hashlib.sha256(trial.source(trial.head).encode()).hexdigest()}
+            "total_seconds": total, "recall_10_at_10": flat["recall_10_at_10"], "status": STATUS[run_status],
+            "exit_code": run_status, "geomean_cpu_ns_per_query": flat["geomean_cpu_ns_per_query"],
+            "prepare_seconds": round(cmp.prepare_seconds.get("candidate", {}).get("flat", 0.0), 3),
+            "timed_seconds": round(timed, 3), "fixed_seconds": total - timed,
+            "max_rel_error": float(f"{flat['max_rel_error']:.3g}"), "threads": 1, "workload": "flat",
+            "jail": "off" if trial.args.no_jail else "on", "queries": cmp.queries,
+            "recall_delta": flat["recall_delta"],
+            "kernel_sha256": hashlib.sha256(trial.repo.kernel(trial.head).encode()).hexdigest()}
+
 
 
 if __name__ == "__main__":

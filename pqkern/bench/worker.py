@@ -93,11 +93,11 @@ class Memory:
 class Workload:
     """One workload's data as the kernel sees it, and its indexes once prepared."""
 
-    def __init__(self, name: str, files: dict[str, str]):
-        self.name = name
-        load = {key: np.load(path, mmap_mode="r") for key, path in files.items()}
+    def __init__(self, name: str, spec: dict):
+        self.name, self.kind = name, spec["kind"]
+        load = {key: np.load(path, mmap_mode="r") for key, path in spec["files"].items()}
         self.codebook = np.asarray(load["codebook"])
-        if name == "flat":
+        if self.kind == "flat":
             self.parts = [np.asarray(load["codes"])]
         else:
             codes, offsets = np.asarray(load["codes"]), np.asarray(load["offsets"])
@@ -121,12 +121,16 @@ class Workload:
         self.indexes = [kernel.prepare(p, self.codebook) if p.shape[1] else None for p in self.parts]
         return _clock() - t0
 
-    def warm_up(self, kernel, warm: np.ndarray, k: int) -> None:
+    def warm_up(self, kernel, warm: np.ndarray, k: int) -> tuple[int, int]:
+        """Search the warm-up vectors (on the first four partitions for ivf); return the ns it took and the calls."""
+        t0, calls = _clock(), 0
         for i, vector in enumerate(warm):
-            for p, index in enumerate(self.indexes[:4] if self.name == "ivf" else self.indexes):
+            for p, index in enumerate(self.indexes[:4] if self.kind == "ivf" else self.indexes):
                 if index is not None:
                     kk = min(k, self.parts[p].shape[1])
                     check_result(kernel.search(index, vector, kk), kk, f"{self.name} warm-up vector {i}")
+                    calls += 1
+        return _clock() - t0, calls
 
 
 def _search_block(kernel, wl: Workload, k: int, queries: np.ndarray, probes: np.ndarray | None, warm: bool):
@@ -194,7 +198,7 @@ def serve(cmd: int, reply: int) -> int:
     k = int(cfg["k"])
     stage = "start-up"
     try:
-        workloads = {name: Workload(name, files) for name, files in cfg["workloads"].items()}
+        workloads = {name: Workload(name, spec) for name, spec in cfg["workloads"].items()}
         steps = {"start-up": _clock() - born}
         tmp = Path(cfg["tmp"])
         if cfg["jail"]:
@@ -219,14 +223,14 @@ def serve(cmd: int, reply: int) -> int:
         t0 = _clock()
         rss0 = memory.kb("VmRSS")
         memory.reset_peak()
-        prepare_ns = {}
+        prepare_ns, warm_ns, warm_calls = {}, {}, {}
         for wl in workloads.values():
             stage = f"prepare ({wl.name})"
             prepare_ns[wl.name] = wl.prepare(kernel)
             stage = f"search ({wl.name} warm-up)"
-            wl.warm_up(kernel, warm, k)
+            warm_ns[wl.name], warm_calls[wl.name] = wl.warm_up(kernel, warm, k)
         steps["prepare and warm-up"] = _clock() - t0
-        send(reply, {"op": "ready", "prepare_ns": prepare_ns, "steps_ns": steps})
+        send(reply, {"op": "ready", "prepare_ns": prepare_ns, "warm_ns": warm_ns, "warm_calls": warm_calls, "steps_ns": steps})
         while True:
             stage = "waiting"
             req, arrays = receive(cmd)

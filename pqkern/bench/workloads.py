@@ -1,26 +1,50 @@
-"""The two workloads, as the judge sees them (immutable bench): what to send, and how to check what comes back.
+"""The workloads, as the judge sees them (immutable bench): what to send, and how to check what comes back.
 
 - ``flat``: one index over all N codes; a query is one ``search`` call (the loop's scan of 1M rows).
+- ``flat@N``: the same over the fixture's first N rows only (the size curve of the upstream page).
 - ``ivf``: Lance's IVF_PQ (``pqkern/bench/ivf.py``): one index per partition; a query is one ``search``
   per probed partition with that partition's residual query (query minus centroid), timed
   as one probe; the judge merges the per-partition top-k by (distance, id), as Lance does.
 
-Every result is checked: ids in range and distinct, distances finite and ascending, each
-distance within ``tolerance`` (relative) of the float64 reference ADC distance of its id,
-and the (merged) top-k as close as the exact ADC top-k (the oracle), rank by rank, so a
-kernel cannot skip rows. Recall is then measured against exact ground truth.
+A workload searches the rows of one query set (``queries.py``). Every result is checked twice:
+at once and cheaply (``check``: ids in range and distinct, distances finite and ascending, each
+within ``tolerance`` (relative) of the float64 reference ADC distance of its id), and then
+against the exact ADC top-k (``rank_problem``: rank by rank, ties and tolerance allowed, so a
+kernel cannot skip rows). For fresh queries the exact top-k is computed only then, with the
+kernels' own k-th distances as bounds (``oracle.py``); for the fixture's own queries it is cached.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from pqkern.bench.oracle import BLOCK as ORACLE_BLOCK
+from pqkern.bench.fixture import save_npy
 from pqkern.bench.oracle import FlatOracle
+from pqkern.bench.queries import QuerySet
 from pqkern.bench.worker import ContractError
 
 K = 10
 WORKLOADS = ("flat", "ivf")
+
+
+@dataclass
+class Checked:
+    """One block of one kernel's results after the cheap check: what the rank check and recall need later."""
+
+    rows: np.ndarray  # (n,) rows of the query set
+    ids: np.ndarray  # (n, k) the ids found (global; merged over the probes for ivf)
+    ref: np.ndarray  # (n, k) their reference ADC distances, sorted
+    worst: float  # the largest relative distance error
+
+
+def parse(name: str) -> tuple[str, int | None]:
+    """``(kind, rows)`` of a workload name: ``flat``, ``ivf``, or ``flat@N`` (the first N rows)."""
+    kind, _, rows = name.partition("@")
+    if kind not in WORKLOADS or (rows and (kind != "flat" or not rows.isdigit() or int(rows) < 1)):
+        raise ValueError(f"unknown workload {name!r}: choose flat, ivf or flat@N (the first N rows)")
+    return kind, int(rows) if rows else None
 
 
 def _check_calls(where: str, ids: np.ndarray, dists: np.ndarray, ref: np.ndarray, sizes: np.ndarray, tolerance: float) -> float:
@@ -66,103 +90,144 @@ def _check_calls(where: str, ids: np.ndarray, dists: np.ndarray, ref: np.ndarray
     return worst
 
 
-def _first_rank_problem(qids: np.ndarray, ref_sorted: np.ndarray, oracle: np.ndarray, tolerance: float) -> str:
-    """'' when every found top-k (sorted reference ADC distances, (n, k)) is as close as the exact ADC top-k, rank by
-    rank (ties and tolerance allowed); else what is wrong with the first query where it is not."""
-    worse = ref_sorted > oracle * (1 + tolerance) + 1e-6
-    if not worse.any():
-        return ""
-    j, i = np.argwhere(worse)[0]
-    k = ref_sorted.shape[1]
-    return (f"query {qids[j]}: the top-{k} is not the nearest by ADC: rank {i + 1} has ADC distance "
-            f"{ref_sorted[j, i]:.6g}, the exact ADC top-{k} has {oracle[j, i]:.6g} there (rows were skipped?)")
+class Workload:
+    """What every workload shares: its query set, the exact answers it has computed, and the rank check."""
+
+    name = kind = ""
+    calls_per_query = 1  # search calls one timed query makes
+    num_rows = 0  # rows the kernel is prepared on
+
+    def __init__(self, fx, queries: QuerySet, k: int = K):
+        self.fx, self.queries, self.k = fx, queries, k
+        self.answers: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row -> the exact top-k (ids, dists)
+
+    def spec(self) -> dict:
+        """What the worker needs: the kind and the files it maps read-only."""
+        return {"kind": self.kind, "files": self.files}
+
+    def oracle(self, rows: np.ndarray, bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The exact ADC top-k ``(ids (n, k), dists (n, k))`` of these rows; ``bounds`` (upper bounds on their k-th
+        distances) speed up fresh rows, which are computed once and kept."""
+        rows = np.asarray(rows, np.int64)
+        todo = np.array(sorted({int(r) for r in rows if int(r) not in self.answers}), np.int64)
+        if todo.size:
+            if self.queries.fixture_ids is not None:
+                ids, dists = self._fixed(self.queries.fixture_ids[todo])
+            else:
+                limit = np.full(todo.size, np.inf) if bounds is None else _bounds_for(rows, bounds, todo)
+                ids, dists = self._compute(todo, limit)
+            self.answers.update({int(r): (ids[j], dists[j]) for j, r in enumerate(todo)})
+        got = [self.answers[int(r)] for r in rows]
+        return (np.stack([g[0] for g in got]), np.stack([g[1] for g in got])) if got else (
+            np.empty((0, self.k), np.int64), np.empty((0, self.k)))
+
+    def rank_problem(self, checked: Checked, tolerance: float, bounds: np.ndarray | None = None) -> str:
+        """'' when every found top-k is as close as the exact ADC top-k, rank by rank (ties and tolerance allowed);
+        else what is wrong with the first query where it is not."""
+        oracle = self.oracle(checked.rows, checked.ref[:, -1] if bounds is None else bounds)[1]
+        worse = checked.ref > oracle * (1 + tolerance) + 1e-6
+        if not worse.any():
+            return ""
+        j, i = np.argwhere(worse)[0]
+        return (f"query {checked.rows[j]}: the top-{self.k} is not the nearest by ADC: rank {i + 1} has ADC distance "
+                f"{checked.ref[j, i]:.6g}, the exact ADC top-{self.k} has {oracle[j, i]:.6g} there (rows were skipped?)")
 
 
-class FlatWorkload:
-    """All N codes in one index."""
+def _bounds_for(rows: np.ndarray, bounds: np.ndarray, todo: np.ndarray) -> np.ndarray:
+    """Each ``todo`` row's smallest bound among its entries in ``rows``."""
+    best = {}
+    for r, b in zip(rows.tolist(), np.asarray(bounds, np.float64).tolist(), strict=True):
+        best[r] = min(b, best.get(r, np.inf))
+    return np.array([best[int(r)] for r in todo])
 
-    name = "flat"
 
-    def __init__(self, fx, k: int = K):
-        self.fx, self.k = fx, k
+class FlatWorkload(Workload):
+    """The fixture's codes (or their first ``rows``) in one index."""
+
+    kind = "flat"
+
+    def __init__(self, fx, queries: QuerySet, k: int = K, rows: int | None = None):
+        super().__init__(fx, queries, k)
+        self.rows = self.num_rows = fx.num_base if rows is None else rows
+        if not 1 <= self.rows <= fx.num_base:
+            raise ValueError(f"flat@{rows}: the fixture has {fx.num_base} rows")
+        self.name = "flat" if rows is None else f"flat@{rows}"
         self.codes = np.asarray(fx.codes)
         self.codebook64 = np.asarray(fx.codebook, np.float64)
-        self.oracle = FlatOracle(fx)
-        self.files = {"codes": str(fx.cache_dir / f"codes-{fx.codebook_sha256[:16]}.npy"),
-                      "codebook": str(fx.cache_dir / "codebook.npy")}
+        self.flat_oracle = FlatOracle(fx, self.rows)
+        codes_file = fx.cache_dir / f"codes-{fx.codebook_sha256[:16]}.npy"
+        if self.rows != fx.num_base:
+            codes_file = fx.cache_dir / f"codes-{fx.codebook_sha256[:16]}-first{self.rows}.npy"
+            if not codes_file.is_file():  # derived data: the prefix as its own C-contiguous file, mapped read-only
+                save_npy(codes_file, self.codes[:, : self.rows])
+        self.files = {"codes": str(codes_file), "codebook": str(fx.cache_dir / "codebook.npy")}
 
-    def oracle_topk(self, qids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The exact ADC top-k of these queries (computed once per fixture, then cached)."""
-        return self.oracle.topk(qids, self.k)
+    def _fixed(self, qids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.flat_oracle.fixed(qids, self.k)
 
-    def request(self, qids: np.ndarray, warm: np.ndarray | None) -> tuple[np.ndarray, None]:
+    def _compute(self, rows: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.flat_oracle.compute(self.queries.vectors[rows], self.k, bounds)
+
+    def request(self, rows: np.ndarray, warm: np.ndarray | None) -> tuple[np.ndarray, None]:
         """The block to send: the query vectors, after the warm-up vector when there is one."""
-        queries = np.asarray(self.fx.queries[qids], np.float32)
+        queries = self.queries.vectors[rows]
         return (queries if warm is None else np.concatenate([warm[None, :], queries])), None
 
-    def judge(self, qids: np.ndarray, ids: np.ndarray, dists: np.ndarray, tolerance: float) -> tuple[np.ndarray, float, str]:
-        """Check results (n, 1, k): ``(ids (n, k), worst relative distance error, first rank problem or '')``.
-
-        Raises ContractError for a broken result; a top-k that is not the nearest comes back as a
-        problem, so the caller can report low recall first (it is the clearer message)."""
-        n, rows = self.fx.num_base, np.arange(len(qids))[:, None]
-        q = np.asarray(self.fx.queries[qids], np.float64).reshape(len(qids), 16, 1, 8)
+    def check(self, rows: np.ndarray, ids: np.ndarray, dists: np.ndarray, tolerance: float) -> Checked:
+        """Check results (n, 1, k) at once; raises ContractError for a broken one."""
+        n, at = self.rows, np.arange(len(rows))[:, None]
+        q = np.asarray(self.queries.vectors[rows], np.float64).reshape(len(rows), 16, 1, 8)
         tables = ((self.codebook64[None] - q) ** 2).sum(axis=3)  # (n, 16, 256), as reference.adc_table
         safe = np.clip(ids[:, 0, :], 0, n - 1)
-        ref = tables[rows, 0, self.codes[0][safe]]
+        ref = tables[at, 0, self.codes[0][safe]]
         for s in range(1, 16):  # sub-spaces in order, as reference.adc_distances
-            ref = ref + tables[rows, s, self.codes[s][safe]]
-        worst = max((_check_calls(f"query {qi}", ids[j], dists[j], ref[j][None, :], np.array([n]), tolerance)
-                     for j, qi in enumerate(qids)), default=0.0)
-        problem = _first_rank_problem(qids, np.sort(ref, axis=1), self.oracle_topk(qids)[1], tolerance)
-        return ids[:, 0, :], worst, problem
+            ref = ref + tables[at, s, self.codes[s][safe]]
+        worst = max((_check_calls(f"query {r}", ids[j], dists[j], ref[j][None, :], np.array([n]), tolerance)
+                     for j, r in enumerate(rows)), default=0.0)
+        return Checked(np.asarray(rows, np.int64), ids[:, 0, :].copy(), np.sort(ref, axis=1), worst)
 
 
-class IvfWorkload:
+class IvfWorkload(Workload):
     """One index per IVF partition, ``nprobes`` residual searches per query, merged by the judge."""
 
+    kind = "ivf"
     name = "ivf"
 
-    def __init__(self, fx, k: int = K):
+    def __init__(self, fx, queries: QuerySet, k: int = K):
         from pqkern.bench.ivf import load_ivf
 
-        self.fx, self.k = fx, k
+        super().__init__(fx, queries, k)
         self.ivf = load_ivf(fx)
+        self.num_rows, self.calls_per_query = fx.num_base, self.ivf.nprobes
         self.files = self.ivf.files
         self.sizes = np.diff(self.ivf.offsets)
         self.codebook64 = np.asarray(self.ivf.codebook, np.float64)
         self.codes = np.asarray(self.ivf.codes)
-        self.oracle_blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._probes = self.ivf.probes_of(queries.vectors)
+        self._residuals = self.ivf.residuals_of(queries.vectors, self._probes)
 
-    def oracle_topk(self, qids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The exact ADC top-k over the probed partitions of these queries (cached on disk, and here per block)."""
-        qids = np.asarray(qids, np.int64)
-        for b in np.unique(qids // ORACLE_BLOCK):
-            if b not in self.oracle_blocks:
-                rows = np.arange(b * ORACLE_BLOCK, min((b + 1) * ORACLE_BLOCK, self.fx.queries.shape[0]))
-                self.oracle_blocks[int(b)] = self.ivf.oracle_topk(rows, self.k)
-        got = [self.oracle_blocks[int(q) // ORACLE_BLOCK] for q in qids]
-        return (np.stack([g[0][q % ORACLE_BLOCK] for g, q in zip(got, qids, strict=True)]),
-                np.stack([g[1][q % ORACLE_BLOCK] for g, q in zip(got, qids, strict=True)]))
+    def _fixed(self, qids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.ivf.oracle_topk(qids, self.k)
 
-    def request(self, qids: np.ndarray, warm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _compute(self, rows: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.ivf.screened_topk(self._residuals[rows], self._probes[rows], self.k, bounds)
+
+    def request(self, rows: np.ndarray, warm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The block to send: each query's residuals on its probed partitions, and the partitions."""
-        residuals, probes = self.ivf.residuals(qids), self.ivf.probes(qids)
+        residuals, probes = self._residuals[rows], self._probes[rows]
         if warm is not None:
-            warm_probes = np.argsort(((self.ivf.centroids - warm[None, :]) ** 2).sum(axis=1), kind="stable")
-            warm_probes = warm_probes[: probes.shape[1]].astype(np.int32)
-            warm_res = (warm[None, :] - self.ivf.centroids[warm_probes]).astype(np.float32)
-            residuals = np.concatenate([warm_res[None], residuals])
-            probes = np.concatenate([warm_probes[None], probes])
+            warm_probes = self.ivf.probes_of(warm[None, :])
+            residuals = np.concatenate([self.ivf.residuals_of(warm[None, :], warm_probes), residuals])
+            probes = np.concatenate([warm_probes, probes])
         return residuals, probes
 
-    def judge(self, qids: np.ndarray, ids: np.ndarray, dists: np.ndarray, tolerance: float) -> tuple[np.ndarray, float, str]:
-        """As FlatWorkload.judge, for (n, nprobes, k) results in partition-local ids; merges them by (distance, id)."""
-        probes, residuals = self.ivf.probes(qids), np.asarray(self.ivf.residuals(qids), np.float64)
+    def check(self, rows: np.ndarray, ids: np.ndarray, dists: np.ndarray, tolerance: float) -> Checked:
+        """As FlatWorkload.check, for (n, nprobes, k) results in partition-local ids; merges them by (distance, id)."""
+        probes, residuals = self._probes[rows], np.asarray(self._residuals[rows], np.float64)
         worst = 0.0
-        merged = np.empty((len(qids), self.k), np.int64)
-        merged_ref = np.empty((len(qids), self.k))
-        for j, qi in enumerate(qids):
+        merged = np.empty((len(rows), self.k), np.int64)
+        merged_ref = np.empty((len(rows), self.k))
+        for j, qi in enumerate(rows):
             sizes = self.sizes[probes[j]]
             local = np.where(ids[j] >= 0, ids[j], 0)
             local = np.minimum(local, np.maximum(sizes[:, None] - 1, 0))
@@ -183,13 +248,12 @@ class IvfWorkload:
             if order.size < self.k:
                 raise ContractError(f"query {qi}: the probed partitions returned {order.size} rows, fewer than k={self.k}")
             merged[j], merged_ref[j] = gids[order], np.sort(cand_ref[order])
-        return merged, worst, _first_rank_problem(qids, merged_ref, self.oracle_topk(qids)[1], tolerance)
+        return Checked(np.asarray(rows, np.int64), merged, merged_ref, worst)
 
 
-def make(name: str, fx, k: int = K):
-    """The judge's side of workload ``name`` on fixture ``fx``."""
-    if name == "flat":
-        return FlatWorkload(fx, k)
-    if name == "ivf":
-        return IvfWorkload(fx, k)
-    raise ValueError(f"unknown workload {name!r}: choose flat or ivf")
+def make(name: str, fx, queries: QuerySet, k: int = K) -> Workload:
+    """The judge's side of workload ``name`` on fixture ``fx``, searching ``queries``."""
+    kind, rows = parse(name)
+    if kind == "ivf":
+        return IvfWorkload(fx, queries, k)
+    return FlatWorkload(fx, queries, k, rows)

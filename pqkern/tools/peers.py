@@ -11,6 +11,9 @@ zero centroid and the frozen codebook, so it encodes to the same codes, searched
 ``nprobes=1`` and no refine. The floors: one streaming pass over the code bytes, and 16 table
 reads per row with the codes already in cache.
 
+With ``--kernel``, the first kernel's size curve follows (``size_curve.py``): its paired speed-up over
+the frozen seed on flat scans of the fixture's first 1k, 4k, 16k, 64k, 256k rows and the whole base.
+
 ``--workload ivf``: the IVF_PQ layout of ``pqkern/bench/ivf.py``. Lance gets an ``IVF_PQ`` index
 on exactly its partitions, coarse centroids, residual codebook and codes (precomputed shuffle
 buffers, read back and compared), FAISS an ``IndexIVFPQ`` with the same quantizer, codebook and
@@ -38,8 +41,9 @@ import numpy as np
 from pqkern.bench import ivf as ivf_layout
 from pqkern.bench.fixture import load_fixture
 from pqkern.bench.policy import check_kernel
+from pqkern.bench.queries import QuerySet, draw_seed, fixed_queries, fresh_queries, warm_vectors
 from pqkern.bench.reference import adc_distances, adc_table, adc_topk, tie_aware_recall
-from pqkern.bench.runner import DEFAULT_KERNEL, K, warm_vectors
+from pqkern.bench.runner import DEFAULT_KERNEL, K
 from pqkern.bench.session import KernelProcess
 from pqkern.bench.workloads import make
 
@@ -158,19 +162,20 @@ def _batched(run, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.full(len(queries), per, np.int64), ids, dists
 
 
-def kernel_times(fx, workload: str, paths: list[Path], n: int, k: int = K) -> list[tuple[np.ndarray, np.ndarray]]:
+def kernel_times(fx, workload: str, paths: list[Path], qset: QuerySet, k: int = K) -> list[tuple[np.ndarray, np.ndarray]]:
     """Kernels files timed as the runner times them (a jailed worker each, each query once): ``[(ns per query, ids)]``.
 
     The workers run side by side and take turns, a block of ``INTERLEAVE`` queries each, in a rotating order, so a
     slow phase of this machine (they last seconds here) hits every kernel alike instead of whichever ran then."""
     for path in paths:
         check_kernel(path)
-    wl = make(workload, fx, k)
-    warm = warm_vectors(fx)
+    n = len(qset)
+    wl = make(workload, fx, qset, k)
+    warm = warm_vectors(fx, qset.seed)
     workers = []
     try:
         for path in paths:
-            workers.append(KernelProcess(path.stem, path.read_text(encoding="utf-8"), {workload: wl.files}, warm, k,
+            workers.append(KernelProcess(path.stem, path.read_text(encoding="utf-8"), {workload: wl.spec()}, warm, k,
                                          time.monotonic() + 1800))
         for worker in workers:
             worker.ready()
@@ -187,10 +192,11 @@ def kernel_times(fx, workload: str, paths: list[Path], n: int, k: int = K) -> li
     out = []
     for path, got in zip(paths, blocks, strict=True):
         ids, dists = np.concatenate([b.ids for b in got]), np.concatenate([b.dists for b in got])
-        found, _, problem = wl.judge(np.arange(n), ids, dists, 0.01)
+        checked = wl.check(np.arange(n), ids, dists, 0.01)
+        problem = wl.rank_problem(checked, 0.01)
         if problem:
             raise RuntimeError(f"{path}: {problem}")
-        out.append((np.concatenate([b.wall_ns for b in got]), found))
+        out.append((np.concatenate([b.wall_ns for b in got]), checked.ids))
     return out
 
 
@@ -198,18 +204,18 @@ def kernel_names(paths: list[Path]) -> list[str]:
     return [p.name if i == 0 else f"{p.name} ({p.parent.name})" for i, p in enumerate(paths)]
 
 
-def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list[dict]:
-    """Run every method; return the table rows (the first kernel first: ratios are to it)."""
+def measure(fx, qset: QuerySet, kernel_paths: list[Path], lance_dir: Path) -> list[dict]:
+    """Run every method on the queries ``qset``; return the table rows (the first kernel first: ratios are to it)."""
     import faiss  # noqa: F401  (fail early, before any timing)
     import lance  # noqa: F401
 
     codes, codebook = np.ascontiguousarray(fx.codes), np.ascontiguousarray(fx.codebook)
-    qs = np.asarray(fx.queries[:queries])  # read-only, as the runner hands them over
+    qs = qset.vectors  # read-only, as the runner hands them over
     warm = np.array(fx.base[:3], np.float32)
     warm.setflags(write=False)  # same array type as the queries: no JIT compile inside the timing
     names = kernel_names(kernel_paths)
     n = len(qs)
-    results = {name: (*timed, None) for name, timed in zip(names, kernel_times(fx, "flat", kernel_paths, n), strict=True)}
+    results = {name: (*timed, None) for name, timed in zip(names, kernel_times(fx, "flat", kernel_paths, qset), strict=True)}
     methods = {}
     fidx = faiss_index(codes, codebook)
     methods["faiss IndexPQ"] = lambda q: (lambda d, i: (i[0], d[0]))(*fidx.search(q[None, :], K))
@@ -229,7 +235,7 @@ def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list
     results["lance IVF_PQ batched"] = _batched(lance_batch, qs)
     order = [*names, "faiss IndexPQ", "lance IVF_PQ per call", "lance IVF_PQ batched", "numpy ADC"]
     results = {name: results[name] for name in order}
-    gt = groundtruth(fx, len(qs))
+    gt = qset.groundtruth(np.arange(n), K)
     ref = [adc_topk(codes, codebook, q, K)[1] for q in qs]
     rows = []
     for name, (ns, ids, _) in results.items():
@@ -250,9 +256,9 @@ def measure(fx, queries: int, kernel_paths: list[Path], lance_dir: Path) -> list
     return rows
 
 
-def groundtruth(fx, n: int, k: int = K) -> np.ndarray:
-    """The exact top-``k`` ids of the first ``n`` queries."""
-    return np.asarray(fx.groundtruth[:n, :k])
+def query_set(fx, count: int, fresh: bool) -> QuerySet:
+    """The peers' queries: the fixture's first ``count``, or ``count`` fresh ones (as the upstream page uses)."""
+    return fresh_queries(fx, draw_seed(), count) if fresh else fixed_queries(fx, count)
 
 
 # --- the IVF workload --------------------------------------------------------------------------------------------
@@ -361,10 +367,11 @@ def numpy_ivf_search(ivf, k: int = K):
     return search
 
 
-def ivf_adc(ivf, qid: int, probes: np.ndarray, ids: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Float64 ADC distances of global ``ids`` for query ``qid`` (inf for a row outside its probed partitions)."""
+def ivf_adc(ivf, residuals: np.ndarray, probes: np.ndarray, ids: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Float64 ADC distances of global ``ids`` for a query with these ``residuals`` on its ``probes`` (inf for a row
+    outside its probed partitions)."""
     out = np.full(len(ids), np.inf)
-    residuals = np.asarray(ivf.residuals(np.array([qid]))[0], np.float64)
+    residuals = np.asarray(residuals, np.float64)
     for i, g in enumerate(ids):
         pos = int(where[g]) if 0 <= g < len(where) else -1
         p = int(np.searchsorted(ivf.offsets, pos, side="right")) - 1
@@ -375,16 +382,16 @@ def ivf_adc(ivf, qid: int, probes: np.ndarray, ids: np.ndarray, where: np.ndarra
     return out
 
 
-def measure_ivf(fx, queries: int, kernel_paths: list[Path] = (), k: int = K) -> dict:
-    """The IVF table: the kernels (jailed, as the runner times them), Lance, FAISS and numpy on the IVF layout,
-    each checked against the IVF oracle and ground truth; ratios are to the first kernel, when there is one."""
+def measure_ivf(fx, qset: QuerySet, kernel_paths: list[Path] = (), k: int = K) -> dict:
+    """The IVF table on the queries ``qset``: the kernels (jailed, as the runner times them), Lance, FAISS and numpy on
+    the IVF layout, each checked against the IVF oracle and ground truth; ratios are to the first kernel, if any."""
     ivf = ivf_layout.load_ivf(fx)
-    qs = np.asarray(fx.queries[:queries])
+    qs = qset.vectors
     qids = np.arange(len(qs))
     warm = np.array(fx.base[:3], np.float32)
     paths = list(kernel_paths)
     results = {name: (*timed, None) for name, timed in
-               zip(kernel_names(paths), kernel_times(fx, "ivf", paths, len(qs), k), strict=True)}
+               zip(kernel_names(paths), kernel_times(fx, "ivf", paths, qset, k), strict=True)}
     ds = lance_ivf_dataset(fx, ivf, ivf.folder / "lance")
     fidx = faiss_ivf_index(ivf)
     methods = {
@@ -396,16 +403,17 @@ def measure_ivf(fx, queries: int, kernel_paths: list[Path] = (), k: int = K) -> 
         for w in warm:
             search(w)
         results[name] = timed(search, qs, k)
-    oracle_ids, oracle_d = ivf.oracle_topk(qids, k)
-    probes = ivf.probes(qids)
+    oracle_ids, oracle_d = make("ivf", fx, qset, k).oracle(qids)
+    probes = ivf.probes_of(qs)
+    residuals = ivf.residuals_of(qs, probes)
     where = np.empty(fx.num_base, np.int64)
     where[ivf.row_ids] = np.arange(fx.num_base)
-    gt = groundtruth(fx, len(qs), k)
+    gt = qset.groundtruth(qids, k)
     r1, r10 = tie_aware_recall(fx.base, qs, oracle_ids, gt, at=k)
     rows = [{"method": f"oracle: exact ADC, {ivf.nprobes} probes", "recall_at_10": r1, "recall_10_at_10": r10}]
     base = None
     for name, (ns, ids, _) in results.items():
-        agree = np.mean([np.allclose(np.sort(ivf_adc(ivf, j, probes[j], ids[j], where)), oracle_d[j], rtol=1e-5)
+        agree = np.mean([np.allclose(np.sort(ivf_adc(ivf, residuals[j], probes[j], ids[j], where)), oracle_d[j], rtol=1e-5)
                          for j in qids])
         r1, r10 = tie_aware_recall(fx.base, qs, ids, gt, at=k)
         base = base or (float(np.median(ns)) if kernel_paths else None)
@@ -414,7 +422,7 @@ def measure_ivf(fx, queries: int, kernel_paths: list[Path] = (), k: int = K) -> 
                      **({"ratio_to_kernel": float(np.median(ns)) / base} if base else {})})
     auto = lance_auto_nprobes(ds, qs)
     return {"fixture_id": fx.fixture_id, "num_base": fx.num_base, "workload": "ivf", "num_partitions": ivf.num_partitions,
-            "nprobes": ivf.nprobes, "queries": len(qs), "k": k, "rows": rows,
+            "nprobes": ivf.nprobes, "queries": len(qs), "query_set": qset.describe(), "k": k, "rows": rows,
             "lance_auto_nprobes": {"median": float(np.median(auto)), "mean": float(auto.mean()), "min": int(auto.min()),
                                    "max": int(auto.max()), "quartiles": [float(x) for x in np.percentile(auto, [25, 75])]}}
 
@@ -450,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="kernels file; repeat to compare several (default: pqkern/kernels.py); ratios are to the first")
     p.add_argument("--workload", choices=("flat", "ivf", "both"), default="flat",
                    help="flat (default): all codes; ivf: the IVF_PQ layout, ivf.NPROBES partitions per query; both, in one run")
+    p.add_argument("--fresh-queries", action="store_true", help="fresh queries instead of the fixture's first ones")
     p.add_argument("--json", type=Path, help="also write the table here (default: trials/peers.json, trials/peers-ivf.json)")
     args = p.parse_args(argv)
     single_threaded()
@@ -461,18 +470,28 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     fx = load_fixture(args.source)
     kernels = args.kernel or [DEFAULT_KERNEL]
+    qset = query_set(fx, args.queries, args.fresh_queries)
     if args.workload in ("flat", "both"):
         numba.set_num_threads(1)  # after the fixture, whose one-off build may use every core
-        rows = measure(fx, args.queries, kernels, fx.cache_dir / "lance")
-        print(f"fixture {fx.fixture_id}, flat, {min(args.queries, fx.queries.shape[0])} queries, single-threaded")
+        rows = measure(fx, qset, kernels, fx.cache_dir / "lance")
+        print(f"fixture {fx.fixture_id}, flat, {len(qset)} queries ({qset.describe()}), single-threaded")
         print(format_table(rows))
         _write(args.json or Path("trials/peers.json"), {"fixture_id": fx.fixture_id, "num_base": fx.num_base, "rows": rows})
     if args.workload in ("ivf", "both"):
-        table = measure_ivf(fx, args.queries, kernels)
+        table = measure_ivf(fx, qset, kernels)
         _print_ivf(fx, table)
         ivf_json = (args.json.with_name(args.json.stem + "-ivf.json") if args.json and args.workload == "both"
                     else args.json or Path("trials/peers-ivf.json"))
         _write(ivf_json, table)
+    if args.kernel:
+        from pqkern.tools import size_curve
+
+        rows, problem = size_curve.measure(fx, fx.source, kernels[0].read_text(encoding="utf-8"))
+        print(f"size curve of {kernels[0].name}: paired speed-up over the seed on the first N rows (fresh queries)")
+        for r in rows:
+            print(f"  {r['rows']:>9,} rows  {r['speedup']:7.3f}x [{r['lo']:.3f}, {r['hi']:.3f}]")
+        if problem:
+            print(f"  {problem}")
     return 0
 
 

@@ -4,6 +4,7 @@
     scripts/prepare_fixtures.sh --from ~/sift.tar.gz    # or an archive / directory you already have
     scripts/prepare_fixtures.sh --source siftsmall --from ../shared/data/siftsmall
     scripts/prepare_fixtures.sh --source synthetic      # the 1M synthetic set (generated)
+    scripts/prepare_fixtures.sh --source imagesift      # real SIFT from scikit-image's sample images (extracted)
 
 Idempotent: a second run finds everything verified and cached and says so.
 """
@@ -137,12 +138,13 @@ def fixture_cached(source: str, data: Path) -> bool:
     cache = data / "cache" / fixture_id(source)
     sha = cache / "codebook.sha256"
     return sha.is_file() and (cache / f"codes-{sha.read_text().strip()[:16]}.npy").is_file() and (
-        cache / "queries.npy").is_file() and (source in SIFT_FILES or (cache / "groundtruth.ivecs").is_file())
+        cache / "queries.npy").is_file() and (source in SIFT_FILES or (cache / "groundtruth.ivecs").is_file()) and (
+        source != "imagesift" or (data / "imagesift" / "imagesift.json").is_file())
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="prepare_fixtures.sh", description=__doc__.split("\n")[0])
-    p.add_argument("--source", default="sift1m", choices=["sift1m", "siftsmall", "synthetic"])
+    p.add_argument("--source", default="sift1m", choices=["sift1m", "siftsmall", "synthetic", "imagesift"])
     p.add_argument("--from", dest="origin", help="an already-downloaded archive (.tar.gz) or directory of the files")
     p.add_argument("--url", help="download from here instead of the TEXMEX corpus")
     p.add_argument("--sha256", help="expected sha256 of the downloaded archive")
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             obtain(args.source, args.origin, args.url, args.sha256, data)
             say(f"step: files ready ({time.monotonic() - start:.1f}s)")
         elif args.origin or args.url:
-            raise PrepareError("synthetic data is generated: --from and --url apply to sift1m and siftsmall")
+            raise PrepareError(f"{args.source} data is made here: --from and --url apply to sift1m and siftsmall")
         if fixture_cached(args.source, data):
             say(f"{args.source}: fixture already prepared in {data / 'cache' / fixture_id(args.source)}: nothing to do")
             return 0

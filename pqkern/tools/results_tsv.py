@@ -1,7 +1,8 @@
-"""Read trial results files (``results.tsv``, versions 1 and 2) into runs: one branch on one machine.
+"""Read trial results files (``results.tsv``, versions 1 to 3) into runs: one branch on one machine.
 
-The two versions' columns are those of ``pqkern/bench/results.py``, which the trial writes; version 2
-names each row's branch and machine. A version 1 file names neither: its run is named after the file
+The versions' columns are those of ``pqkern/bench/results.py``, which the trial writes; versions 2 and 3
+name each row's branch and machine, and in version 3 ``seed_speedup`` is a direct measurement (keeps and
+baselines only) where earlier versions chained it. A version 1 file names neither: its run is named after the file
 (``runs/<machine>/<branch>.tsv`` as ``pqkern-runs gather`` writes them, else the file name). Missing values are ``-``.
 """
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pqkern.bench.results import HEADER as V2
+from pqkern.bench.results import HEADER as V3
 from pqkern.bench.results import HEADER_V1 as V1
+from pqkern.bench.results import HEADER_V2 as V2
 
 MISSING = "-"
 
@@ -53,12 +55,15 @@ def split_lines(text: str, path: Path | str) -> tuple[list[str], list[str]]:
 
 
 def parse(text: str, path: Path | str) -> list[dict]:
-    """The rows of a results file as dicts over the version 2 columns (absent ones ``-``)."""
+    """The rows of a results file as dicts over the version 3 columns (absent ones ``-``), each with its ``version``."""
     header, lines = split_lines(text, path)
+    version = 3 if header[: len(V3)] == V3 else 2 if header[: len(V2)] == V2 else 1
     rows = []
     for line in lines:
         values = dict(zip(header, line.split("\t"), strict=False))
-        rows.append({k: values.get(k, MISSING) or MISSING for k in [*V2, *header[len(V2):]]})
+        row = {k: values.get(k, MISSING) or MISSING for k in [*V3, *header[len(V3):]]}
+        row["version"] = str(version)
+        rows.append(row)
     return rows
 
 

@@ -1,13 +1,16 @@
-"""Is a kept win ready for Lance? One page per commit: speed-up over the seed and recall, flat and IVF, k = 10 and 100.
+"""Is a kept win ready for Lance? One page per commit: speed-up over the seed, where it holds, and how it was reached.
 
-``pqkern-upstream COMMIT`` measures the commit's ``pqkern/kernels.py`` against the frozen seed with
-the bench's paired engine (``pqkern/bench/paired.py``, a fixed number of rounds, a fixed query
-order) on every fixture it can find (the synthetic set, ``siftsmall`` and ``sift1m`` when their
-files are installed), on both workloads, at k = 10 and k = 100; then, on the same fixtures and
-IVF layout, it times the kernel and the seed beside Lance's own IVF_PQ search and FAISS's
-IndexIVFPQ (``pqkern/tools/peers.py``: same partitions, codebook and codes). It writes one HTML
-page (through the report's templates) and the same content as Markdown to paste into a pull
-request, with the kernel's diff against the seed, and says which rows are missing and why.
+``pqkern-upstream COMMIT`` measures the commit's ``pqkern/kernels.py`` against the frozen seed with the
+bench's paired engine (``pqkern/bench/paired.py``, fresh queries, a fixed number of rounds) on every
+fixture it can find (the synthetic set, ``imagesift`` when its packages are installed, ``siftsmall`` and
+``sift1m`` when their files are), on both workloads, at k = 10 and k = 100, with the kernel's
+``prepare`` time; the size curve (``size_curve.py``: flat scans of 1k to 1M rows, synthetic beside real
+descriptors, and siftsmall beside the synthetic set at 10,000 rows); the kept steps that led to the
+commit (``results.tsv``), each marked when its gain is below ``CODEGEN_STEP``, the size of step this
+machine's code generation alone can fake; and, on the same fixtures and IVF layout, the kernel and the
+seed beside Lance's own IVF_PQ search and FAISS's IndexIVFPQ (``pqkern/tools/peers.py``). It writes one
+HTML page and the same content as Markdown to paste into a pull request, with the kernel's diff
+against the seed, and says which rows are missing and why.
 """
 
 from __future__ import annotations
@@ -19,14 +22,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pqkern.bench import imagesift
 from pqkern.bench.fixture import FixtureError, load_fixture, sift_available
+from pqkern.bench.history import Repo, read_chain
 from pqkern.bench.paired import SEED_KERNEL, compare
 from pqkern.bench.policy import violations
+from pqkern.bench.results import ResultsError, read_rows
+from pqkern.tools import size_curve
 from pqkern.tools.report import _ENV
 
 KS = (10, 100)
-SOURCES = ("synthetic", "siftsmall", "sift1m")
+SOURCES = ("synthetic", "imagesift", "siftsmall", "sift1m")
 ROUNDS = 40
+# A kept step smaller than this may be code generation alone: never-executed code (a branch never taken in the hot
+# loop, an unused function, padding) moved a kernel by up to this much here (scripts/verdict_power.py, codegen scenarios).
+CODEGEN_STEP = 1.05
 TEMPLATE = _ENV.get_template("upstream.html.j2")
 
 
@@ -47,7 +57,7 @@ def measure(fx, source: str, kernel: str, seed: str, rounds: int, log) -> tuple[
     rows, missing = [], []
     for k in KS:
         log(f"{fx.fixture_id}: k={k}, paired against the seed ({rounds} rounds per workload)")
-        cmp = compare(fx, seed, kernel, ("flat", "ivf"), mode="measure", rounds=rounds, seed=0, k=k)
+        cmp = compare(fx, seed, kernel, ("flat", "ivf"), mode="measure", rounds=rounds, k=k)
         if cmp.decision != "measured" or cmp.contract_problem:
             missing.append(f"{source}, k={k}: the kernel did not run cleanly ({cmp.contract_problem or cmp.reason})")
             continue
@@ -56,13 +66,15 @@ def measure(fx, source: str, kernel: str, seed: str, rounds: int, log) -> tuple[
             cand, inc = cmp.candidate[w], cmp.incumbent[w]
             rows.append({"source": source, "fixture": fx.fixture_id, "workload": w, "k": k, "speedup": s, "lo": lo, "hi": hi,
                          "recall": cand["recall_at_10"], "seed_recall": inc["recall_at_10"],
-                         "exact_recall": cand["reference_recall_at_10"], "kernel_ns": cand["geomean_ns_per_query"],
-                         "seed_ns": inc["geomean_ns_per_query"], "queries": cand["queries"]})
+                         "recall_delta": cand["recall_delta"], "exact_recall": cand["reference_recall_at_10"],
+                         "kernel_ns": cand["geomean_ns_per_query"], "seed_ns": inc["geomean_ns_per_query"],
+                         "prepare": cmp.prepare_seconds["candidate"][w], "queries": cand["queries"],
+                         "query_set": cmp.queries})
     return rows, missing
 
 
 def peers(fx, source: str, kernel_file: Path, queries: int, log) -> tuple[list[dict], list[str]]:
-    """Lance and FAISS beside the kernel and the seed, flat and IVF, k = 10 (needs the peers extra)."""
+    """Lance and FAISS beside the kernel and the seed, flat and IVF, k = 10, fresh queries (needs the peers extra)."""
     try:
         import faiss  # noqa: F401
         import lance  # noqa: F401
@@ -73,8 +85,9 @@ def peers(fx, source: str, kernel_file: Path, queries: int, log) -> tuple[list[d
     p.single_threaded()
     log(f"{fx.fixture_id}: peers on the flat codes and on the IVF layout ({queries} queries)")
     out = []
-    flat = p.measure(fx, queries, [kernel_file, SEED_KERNEL], fx.cache_dir / "lance")
-    ivf = p.measure_ivf(fx, queries, [kernel_file, SEED_KERNEL])
+    qset = p.query_set(fx, queries, fresh=True)
+    flat = p.measure(fx, qset, [kernel_file, SEED_KERNEL], fx.cache_dir / "lance")
+    ivf = p.measure_ivf(fx, qset, [kernel_file, SEED_KERNEL])
     for workload, table in (("flat", flat), ("ivf", ivf["rows"])):
         for r in table:
             if "median_ns" in r and "recall_at_10" in r:
@@ -85,15 +98,62 @@ def peers(fx, source: str, kernel_file: Path, queries: int, log) -> tuple[list[d
     return out, []
 
 
+def kept_steps(root: Path, sha: str, results: Path) -> tuple[list[dict], str]:
+    """The kept steps from the baseline to ``sha`` in ``results`` (oldest first), each marked when its gain over its
+    incumbent is below ``CODEGEN_STEP``; or why there are none."""
+    try:
+        rows = read_rows(results)
+    except ResultsError as e:
+        return [], f"kept steps: {e}"
+    chain = read_chain(Repo(root), rows, sha)
+    if not chain.kept:
+        return [], f"kept steps: {results} has no kept commit in the history of {sha[:10]}"
+    steps = []
+    for row in reversed(chain.kept):
+        try:
+            gain = float(row["speedup"])
+        except ValueError:
+            gain = None
+        steps.append({"commit": row["commit"], "description": row["description"], "status": row["status"],
+                      "stop": row["stop"], "speedup": row["speedup"], "lo": row["speedup_lo"], "hi": row["speedup_hi"],
+                      "flat": row["flat_speedup"], "ivf": row["ivf_speedup"], "seed": row["seed_speedup"],
+                      "small": gain is not None and row["stop"] == "faster" and gain < CODEGEN_STEP})
+    return steps, ""
+
+
+def curves(fixtures: dict, kernel: str, rounds: int, log) -> tuple[list[dict], list[str]]:
+    """The size curve of every fixture measured (synthetic with its first 10,000 rows too, beside siftsmall)."""
+    rows, missing = [], []
+    for source, fx in fixtures.items():
+        log(f"{fx.fixture_id}: size curve, paired against the seed ({rounds} rounds)")
+        extra = (size_curve.SIFTSMALL_ROWS,) if source == "synthetic" and "siftsmall" in fixtures else ()
+        got, problem = size_curve.measure(fx, source, kernel, rounds, extra)
+        rows += got
+        if problem:
+            missing.append(problem)
+    return rows, missing
+
+
 def markdown(ctx: dict) -> str:
     lines = [f"### `{ctx['sha'][:10]}`: {ctx['subject']}", "",
-             "Speed-up over the seed kernel (paired, same machine, same moment; 99% interval) and recall@k:", "",
-             "| fixture | workload | k | speed-up | 99% interval | recall@k | seed | exact ADC | kernel ns/q | seed ns/q |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "Speed-up over the seed kernel (paired, same machine, same moment, fresh queries; 99% interval), recall@k "
+             "and its difference from the exact ADC's on the same queries, and `prepare`:", "",
+             "| fixture | workload | k | speed-up | 99% interval | recall@k | vs exact ADC | seed | kernel ns/q | seed ns/q | "
+             "prepare s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in ctx["rows"]:
         lines.append(f"| {r['source']} | {r['workload']} | {r['k']} | {r['speedup']:.3f}x | [{r['lo']:.3f}, {r['hi']:.3f}] | "
-                     f"{r['recall']:.4f} | {r['seed_recall']:.4f} | {r['exact_recall']:.4f} | {r['kernel_ns']:,} | "
-                     f"{r['seed_ns']:,} |")
+                     f"{r['recall']:.4f} | {r['recall_delta']:+.4f} | {r['seed_recall']:.4f} | {r['kernel_ns']:,} | "
+                     f"{r['seed_ns']:,} | {r['prepare']:.3f} |")
+    if ctx["curve"]:
+        lines += ["", "Where the win holds: speed-up over the seed on flat scans of the first N rows:", "",
+                  "| fixture | rows | speed-up | 99% interval |", "|---|---|---|---|"]
+        lines += [f"| {r['source']} | {r['rows']:,} | {r['speedup']:.3f}x | [{r['lo']:.3f}, {r['hi']:.3f}] |"
+                  for r in ctx["curve"]]
+    if ctx["steps"]:
+        lines += ["", f"Kept steps (a gain below {ctx['codegen'] - 1:.0%} can be code generation alone on this machine: "
+                  "marked *):", "", "| commit | step | speed-up over its incumbent | over the seed |", "|---|---|---|---|"]
+        lines += [f"| {s['commit'][:10]} | {s['description']} ({s['stop']}) | {s['speedup']}{' *' if s['small'] else ''} | "
+                  f"{s['seed']} |" for s in ctx["steps"]]
     if ctx["peers"]:
         lines += ["", "Beside Lance and FAISS on the same codes (IVF: same partitions, codebook and codes), k = 10, "
                   "single-threaded, median ns/query:", "", "| fixture | workload | method | ns/query | recall@10 |",
@@ -105,6 +165,23 @@ def markdown(ctx: dict) -> str:
     return "\n".join(lines)
 
 
+def _fixtures(sources: list[str], missing: list[str]) -> dict:
+    """The fixtures that can be loaded, by source; why the others cannot goes to ``missing``."""
+    out = {}
+    for source in sources:
+        if source in ("siftsmall", "sift1m") and not sift_available(source):
+            missing.append(f"{source}: its files are not installed (scripts/prepare_fixtures.sh --source {source})")
+            continue
+        if source == "imagesift" and imagesift.available():
+            missing.append(f"imagesift: {imagesift.available()}")
+            continue
+        try:
+            out[source] = load_fixture(source)
+        except FixtureError as e:
+            missing.append(f"{source}: {e}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pqkern-upstream", description=__doc__.split("\n")[0])
     ap.add_argument("commit", nargs="?", default="HEAD", help="the commit to describe (default HEAD)")
@@ -112,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"paired rounds per workload (default {ROUNDS})")
     ap.add_argument("--queries", type=int, default=100, help="queries per method in the Lance/FAISS table (default 100)")
     ap.add_argument("--no-peers", action="store_true", help="skip the Lance and FAISS rows")
+    ap.add_argument("--results", type=Path, help="the results file with the kept steps (default: results.tsv at the root)")
     ap.add_argument("-o", "--output", type=Path, help="HTML page (default trials/upstream-<sha>.html; the .md beside it)")
     args = ap.parse_args(argv)
     root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip() or ".")
@@ -130,18 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[upstream] {msg}", file=sys.stderr, flush=True)
 
     rows, peer_rows, missing = [], [], []
+    fixtures = _fixtures(args.source or list(SOURCES), missing)
     with tempfile.TemporaryDirectory() as tmp:
         kernel_file = Path(tmp) / "kernels.py"
         kernel_file.write_text(kernel, encoding="utf-8")
-        for source in args.source or SOURCES:
-            if source in ("siftsmall", "sift1m") and not sift_available(source):
-                missing.append(f"{source}: its files are not installed (scripts/prepare_fixtures.sh --source {source})")
-                continue
-            try:
-                fx = load_fixture(source)
-            except FixtureError as e:
-                missing.append(f"{source}: {e}")
-                continue
+        for source, fx in fixtures.items():
             got, lost = measure(fx, source, kernel, seed, args.rounds, log)
             rows += got
             missing += lost
@@ -151,12 +222,18 @@ def main(argv: list[str] | None = None) -> int:
                 got, lost = peers(fx, source, kernel_file, min(args.queries, fx.queries.shape[0]), log)
                 peer_rows += got
                 missing += lost
+    curve, lost = curves(fixtures, kernel, args.rounds, log)
+    missing += lost
+    steps, why = kept_steps(root, sha, args.results or root / "results.tsv")
+    if why:
+        missing.append(why)
     subject = subprocess.run(["git", "log", "-1", "--format=%s", sha], cwd=root, capture_output=True, text=True).stdout.strip()
     diff = "".join(difflib.unified_diff(seed.splitlines(True), kernel.splitlines(True), "seed_kernel.py",
                                         f"{sha[:10]}:pqkern/kernels.py"))
     from pqkern.bench.trial import asv_machine
 
-    ctx = {"sha": sha, "subject": subject, "rows": rows, "peers": peer_rows, "missing": missing,
+    ctx = {"sha": sha, "subject": subject, "rows": rows, "peers": peer_rows, "missing": missing, "curve": curve,
+           "chart": size_curve.chart(curve), "steps": steps, "codegen": CODEGEN_STEP,
            "diff": diff or "(identical to the seed)\n", "machine": asv_machine()}
     out = args.output or root / "trials" / f"upstream-{sha[:10]}.html"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,63 @@
+"""What a kernel may spend outside its timed calls (immutable bench).
+
+Work done where nothing times it would buy speed for nothing: an index built in ``prepare`` at
+any cost, a lazy build in the first searches, or work slipped into the untimed warm-up call a
+paired comparison makes before each timed flat call. So:
+
+- set-up: ``prepare``, plus whatever the warm-up searches right after it cost beyond searching (where a
+  lazy build on the first searches would land: their wall time beyond ``UNTIMED_RATIO`` times the
+  kernel's median timed call each), may take on each workload at most ``PREPARE_FIXED_S`` plus
+  ``PREPARE_PER_MILLION_S`` per million rows, wall time. ``prepare`` alone is checked as soon as the
+  worker is ready, the rest once calls have been timed. Honest re-layouts need far less: on the 1M
+  fixture the demo kernels', the legitimate test kernels' and a pruned, unrolled kernel's prepare
+  take 10-20 ms, their warm-up searches 2-90 ms (``scripts/prepare_cost.py``).
+- the comparison's untimed warm-up calls may cost at most ``UNTIMED_RATIO`` times the kernel's median
+  timed call of that workload on average (CPU time, plus ``UNTIMED_SLACK_NS`` per call for the harness's
+  noise): warm-up vectors are base vectors, no harder to search than queries, and the calls are
+  interleaved with the timed ones, so a loaded machine slows both alike.
+
+Over budget is the kernel's failure (a crash), with the figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PREPARE_FIXED_S = 1.0
+PREPARE_PER_MILLION_S = 2.0
+UNTIMED_RATIO = 3.0
+UNTIMED_SLACK_NS = 200_000
+
+
+def prepare_budget(rows: int) -> float:
+    """Seconds a workload of ``rows`` rows may spend in ``prepare``."""
+    return PREPARE_FIXED_S + PREPARE_PER_MILLION_S * rows / 1e6
+
+
+def prepare_problem(workload: str, rows: int, prepare_ns: int, warm_ns: int = 0, warm_calls: int = 0,
+                    timed_ns: list[float] | None = None) -> str:
+    """'' when set-up kept within its budget, else the figures: ``prepare`` alone, or with the warm-up searches' cost
+    beyond ``warm_calls`` searches when the kernel's timed calls (``timed_ns``, per call) are known."""
+    excess = 0.0
+    if timed_ns and warm_calls:
+        excess = max(0.0, warm_ns - warm_calls * (UNTIMED_RATIO * float(np.median(timed_ns)) + UNTIMED_SLACK_NS))
+    spent, budget = (prepare_ns + excess) / 1e9, prepare_budget(rows)
+    if spent <= budget:
+        return ""
+    more = f" and its first searches {excess / 1e9:.2f} s more than searching costs" if excess else ""
+    return (f"{workload}: prepare took {prepare_ns / 1e9:.2f} s{more} for {rows:,} rows, over the set-up budget of "
+            f"{budget:.2f} s ({PREPARE_FIXED_S:g} s + {PREPARE_PER_MILLION_S:g} s per million rows): build nothing "
+            f"expensive outside the timed searches")
+
+
+def untimed_problem(workload: str, untimed_ns: list[float], timed_ns: list[float]) -> str:
+    """'' when the comparison's untimed calls cost on average no more than allowed next to the median timed call."""
+    if not untimed_ns or not timed_ns:
+        return ""
+    median = float(np.median(timed_ns))
+    allowed = UNTIMED_RATIO * median + UNTIMED_SLACK_NS
+    spent = float(np.mean(untimed_ns))
+    if spent <= allowed:
+        return ""
+    return (f"{workload}: its untimed warm-up calls took {spent / 1e6:.2f} ms of CPU each on average, more than "
+            f"{UNTIMED_RATIO:g} times its median timed call ({median / 1e6:.2f} ms): work was done outside the timed calls")

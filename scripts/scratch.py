@@ -1,0 +1,87 @@
+"""What the measuring scripts share: a scratch clone of this repository, real trials in it, and a CPU-bound load.
+
+Not part of the product: ``verdict_power.py``, ``attack_trials.py``, ``trial_cost.py`` and
+``seed_trajectory.py`` import it from this folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO / "pqkern" / "bench" / "seed_kernel.py"
+DEMO = REPO / "pqkern" / "tools" / "demo_kernels"
+TESTS = REPO / "tests" / "kernels"
+
+
+@dataclass
+class Outcome:
+    """One trial as the agent sees it, and the phase times its folder recorded."""
+
+    code: int
+    verdict: str
+    seconds: float
+    timings: dict
+
+    def figure(self, name: str) -> float | None:
+        """A ratio from the verdict line (``speedup``, ``flat``, ``ivf``, ``vs_seed``), or None."""
+        m = re.search(rf" {name}=([\d.]+)x", self.verdict)
+        return float(m.group(1)) if m else None
+
+    @property
+    def stop(self) -> str:
+        m = re.search(r" stop=(\S+)", self.verdict)
+        return m.group(1) if m else f"exit {self.code}"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=scratch", "-c", "user.email=scratch@example.invalid", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def clone(workdir: str | None, prefix: str) -> Path:
+    """A fresh clone of this repository's committed state in ``workdir`` (a new temporary folder by default)."""
+    work = Path(workdir or tempfile.mkdtemp(prefix=prefix))
+    repo = work / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    return repo
+
+
+def branch(repo: Path, name: str, incumbent_source: str) -> str:
+    """A new branch off the clone's origin with ``incumbent_source`` committed as its kernel and no results; its sha."""
+    git(repo, "checkout", "-q", "-B", f"autoresearch/{name}", "origin/HEAD")
+    (repo / "results.tsv").unlink(missing_ok=True)
+    (repo / "pqkern" / "kernels.py").write_text(incumbent_source)
+    git(repo, "commit", "-qam", f"incumbent of {name}")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def commit(repo: Path, source: str, message: str) -> str:
+    (repo / "pqkern" / "kernels.py").write_text(source)
+    git(repo, "commit", "-qam", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def trial(repo: Path, description: str, extra: list[str] | None = None, cpu: int | None = None) -> Outcome:
+    """Run the real trial on HEAD (pinned to ``cpu`` if given); what it printed and its folder's phase times."""
+    start = time.monotonic()
+    head = git(repo, "rev-parse", "HEAD")[:10]
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    p = subprocess.run([*pin, sys.executable, "-m", "pqkern.bench.trial", description, "--no-asv", *(extra or [])],
+                       cwd=repo, capture_output=True, text=True)
+    line = next((x for x in p.stdout.splitlines() if x.startswith("verdict:")), (p.stdout + p.stderr).strip()[-300:])
+    folders = sorted((repo / "trials").glob(f"*-{head}/comparison.json"))
+    timings = json.loads(folders[-1].read_text()).get("timings", {}) if folders else {}
+    return Outcome(p.returncode, line, time.monotonic() - start, timings)
+
+
+def start_load() -> subprocess.Popen:
+    """A CPU-bound process held on the second CPU."""
+    return subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])

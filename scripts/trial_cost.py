@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""What a trial costs, start to verdict, and where the time goes: a nil change, and a change of 10% or more.
+
+    scripts/trial_cost.py [--trials 10] [--workdir DIR]
+
+In a scratch clone on the runner's default fixture: the unrolled demo kernel as the incumbent
+(recorded as the baseline), then ``--trials`` times each (reset in between) a nil change (the same
+kernel plus a module constant it never uses: judged, not same-code) and the 10%+ change (the
+pruned, unrolled scan of ``tests/kernels/legit/pruned_unrolled.py``). Prints each trial's wall time
+and its phases as the trial recorded them (start-up, paired rounds, the checks against the exact
+answers of fresh queries, the seed measurement and the exactness check of a keep), then the
+medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+
+from scratch import DEMO, TESTS, branch, clone, commit, git, trial
+
+PHASES = ("start-up", "paired", "checks", "seed measurement", "exactness")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--workdir")
+    args = ap.parse_args()
+    repo = clone(args.workdir, "trial-cost-")
+    incumbent_src = (DEMO / "unrolled.py").read_text()
+    incumbent = branch(repo, "cost", incumbent_src)
+    base = trial(repo, "baseline")
+    print(f"baseline: exit {base.code} {base.seconds:.0f}s {base.timings} {base.verdict[:200]}", flush=True)
+    cases = {"nil change": incumbent_src + "\nUNUSED = 0\n", "10%+ change": (TESTS / "legit" / "pruned_unrolled.py").read_text()}
+    for name, text in cases.items():
+        walls, phases = [], {p: [] for p in PHASES}
+        for i in range(args.trials):
+            commit(repo, text + f"\nTRY = {i}\n", f"{name} {i}")
+            t = trial(repo, f"{name} {i}")
+            walls.append(t.seconds)
+            for p in PHASES:
+                phases[p].append(t.timings.get(p, 0.0))
+            print(f"{name} {i}: {t.seconds:.1f}s " + " ".join(f"{p}={t.timings.get(p, 0):.1f}" for p in PHASES)
+                  + f" {t.verdict[:160]}", flush=True)
+            git(repo, "reset", "-q", "--hard", incumbent)
+        print(f"SUMMARY {name}: wall median {statistics.median(walls):.1f}s (range {min(walls):.1f}-{max(walls):.1f}); "
+              + ", ".join(f"{p} {statistics.median(v):.1f}s" for p, v in phases.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The trial's newer rules in temporary clones, with real workers: simpler keeps, a revoked incumbent, and what a kernel
+may spend outside its timed calls."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
+
+from pqkern.bench.results import HEADER
+from pqkern.bench.simplicity import code_size, same_code
+
+pytestmark = pytest.mark.slow
+SEED = (Path(__file__).resolve().parent.parent / "pqkern" / "bench" / "seed_kernel.py").read_text()
+HAND_TRANSPOSE = (DEMO / "relayout.py").read_text().replace(
+    "def prepare(codes, codebook):\n    return np.ascontiguousarray(codes.T), codebook",
+    "@numba.njit\ndef _transpose(codes):\n    n = codes.shape[1]\n    out = np.empty((n, 16), np.uint8)\n"
+    "    for r in range(n):\n        for s in range(16):\n            out[r, s] = codes[s, r]\n    return out\n\n\n"
+    "def prepare(codes, codebook):\n    return _transpose(codes), codebook")
+REPEAT = '''
+
+def search(index, query, k):
+    codes, codebook = index
+    for _ in range(REPS - 1):
+        _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
+    return _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
+'''
+DEAD = '''
+
+@numba.njit
+def _never_called(x):
+    total = 0
+    for i in range(x.shape[0]):
+        total += x[i] * i
+    return total
+'''
+
+
+def _repeated(reps: int, dead: bool = False) -> str:
+    """The seed with its whole search repeated ``reps`` times per call (work exactly proportional), optionally with a
+    function nothing calls."""
+    return SEED[: SEED.index("\ndef search(")] + (DEAD if dead else "") + REPEAT.replace("REPS", str(reps))
+
+
+def _trial(repo: Path, env: dict, description: str, *extra: str) -> dict:
+    p = subprocess.run([sys.executable, "-m", "pqkern.bench.trial", description, "--no-asv", *extra], cwd=repo, env=env,
+                       capture_output=True, text=True, timeout=900)
+    path = repo / "results.tsv"
+    rows = [dict(zip(HEADER, line.split("\t"), strict=True)) for line in path.read_text().splitlines()[1:]]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    verdict = next((line for line in p.stdout.splitlines() if line.startswith("verdict: ")), p.stdout + p.stderr)
+    return {"code": p.returncode, "out": p.stdout, "err": p.stderr, "verdict": verdict, "rows": rows, "head": head}
+
+
+def _commit_kernel(repo: Path, env: dict, source: str, message: str) -> str:
+    (repo / "pqkern" / "kernels.py").write_text(source)
+    return commit_all(repo, env, message)
+
+
+@pytest.fixture()
+def repo(tmp_path, data_dir):
+    path = tmp_path / "repo"
+    path.mkdir()
+    env = small_fixture_env(data_dir)
+    scratch_repo(path, env)
+    return path, env
+
+
+def test_simplicity_is_measured_on_the_syntax_tree():
+    relayout = (DEMO / "relayout.py").read_text()
+    assert same_code(relayout, relayout.replace('"""Demo step 2', '"""A new docstring. Demo step 2') + "\n# a comment\n")
+    assert not same_code(relayout, relayout + "\nUNUSED = 1\n")
+    assert code_size(relayout) < code_size(HAND_TRANSPOSE) and code_size(_repeated(34)) < code_size(_repeated(33, True))
+
+
+def test_a_simplification_is_kept(repo):
+    path, env = repo
+    _commit_kernel(path, env, HAND_TRANSPOSE, "the hand-written transpose")
+    assert _trial(path, env, "baseline")["code"] == 0
+    simpler = _commit_kernel(path, env, (DEMO / "relayout.py").read_text(), "numpy's transpose instead")
+    s = _trial(path, env, "numpy's transpose instead")
+    assert s["code"] == 0 and "verdict: keep (simpler:" in s["verdict"] and "stop=simpler" in s["verdict"], s["out"]
+    row = s["rows"][-1]
+    assert s["head"] == simpler and row["stop"] == "simpler" and row["seed_speedup"] != "-"
+    assert float(row["flat_speedup_lo"]) >= 0.979 and float(row["ivf_speedup_lo"]) >= 0.979  # within the 2% margin
+    assert int(row["code_size"]) < code_size(HAND_TRANSPOSE)
+
+
+def test_a_simpler_but_slower_candidate_is_not_kept(repo):
+    path, env = repo
+    incumbent = _commit_kernel(path, env, _repeated(33, dead=True), "the seed 33 times over, and a dead function")
+    _forge(path, incumbent, "baseline", "recorded earlier")  # its own baseline trial would take a minute here
+    _commit_kernel(path, env, _repeated(34), "no dead function, one more repetition: simpler and 3% slower")
+    s = _trial(path, env, "simpler and 3% slower", "--cap-seconds", "15")
+    assert s["code"] == 1 and s["verdict"].startswith("verdict: discard"), s["out"]
+    assert s["head"] == incumbent and s["rows"][-1]["status"] == "discard"
+
+
+def _forge(path: Path, commit: str, status: str, description: str) -> None:
+    """Append a row for ``commit`` as an earlier trial would have (a keep whose bug it did not see, a baseline)."""
+    row = {**dict.fromkeys(HEADER, "-"), "commit": commit[:12], "status": status,
+           "stop": "faster" if status == "keep" else "measured", "description": description,
+           "timestamp": "2026-12-01T00:00:00Z"}
+    new = not (path / "results.tsv").exists()
+    with open(path / "results.tsv", "a") as f:
+        f.write(("\t".join(HEADER) + "\n" if new else "") + "\t".join(row[h] for h in HEADER) + "\n")
+
+
+@pytest.mark.parametrize("broken, failure", [("attacks/skip_rows.py", "is not the nearest by ADC"),
+                                             ("raises.py", "kernel bug")])
+def test_a_kept_incumbent_that_fails_is_revoked_and_the_way_back_is_given(repo, broken, failure):
+    path, env = repo
+    assert _trial(path, env, "baseline")["code"] == 0
+    baseline = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True).stdout.strip()
+    bad = _commit_kernel(path, env, (KERNELS / broken).read_text(), "a kernel kept before its bug was seen")
+    _forge(path, bad, "keep", "a kernel kept before its bug was seen")
+    candidate = _commit_kernel(path, env, (DEMO / "relayout.py").read_text(), "an idea on top of it")
+    s = _trial(path, env, "an idea on top of it")
+    assert s["code"] == 7 and s["verdict"].startswith("verdict: revoked"), s["out"] + s["err"]
+    assert f"the kept commit {bad[:10]}" in s["verdict"] and "kept before this failure was seen" in s["verdict"]
+    assert failure in s["verdict"] and f"git reset --hard {baseline[:10]}" in s["verdict"]
+    assert "harness" not in s["verdict"] and s["head"] == candidate  # nothing reset: the agent runs the command
+    assert s["rows"][-1]["status"] == "revoked" and s["rows"][-1]["commit"] == bad[:12]
+    again = _trial(path, env, "the same idea, not reset")
+    assert again["code"] == 7 and "nothing was run" in again["verdict"] and len(again["rows"]) == len(s["rows"])
+    command = re.search(r"git reset --hard (\w+)", s["verdict"]).group(1)
+    subprocess.run(["git", "reset", "-q", "--hard", command], cwd=path, check=True)
+    _commit_kernel(path, env, (DEMO / "relayout.py").read_text(), "the idea on the last good commit")
+    after = _trial(path, env, "the idea on the last good commit")
+    assert after["code"] in (0, 1), after["out"] + after["err"]
+
+
+COSTLY = (KERNELS / "attacks" / "costly_setup.py").read_text()
+
+
+@pytest.mark.parametrize("attack, message", [
+    (COSTLY, "over the set-up budget"),  # an index built in prepare
+    (COSTLY.replace('WHERE = "prepare"', 'WHERE = "first search"'), "more than searching costs"),  # ... lazily
+    ((KERNELS / "attacks" / "untimed_work.py").read_text(), "work was done outside the timed calls")],
+    ids=["in prepare", "in the first search", "in untimed calls"])
+def test_work_outside_the_timed_calls_is_a_crash(repo, attack, message):
+    path, env = repo
+    assert _trial(path, env, "baseline")["code"] == 0
+    incumbent = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True).stdout.strip()
+    _commit_kernel(path, env, attack, "work outside the timed calls")
+    s = _trial(path, env, "work outside the timed calls")
+    assert s["code"] == 4 and s["verdict"].startswith("verdict: crash") and message in s["verdict"], s["out"]
+    assert s["head"] == incumbent and s["rows"][-1]["status"] == "crash"
