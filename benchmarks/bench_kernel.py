@@ -1,4 +1,4 @@
-"""The kernel's history (immutable bench): speed-up over the frozen seed, time, recall and memory, flat and IVF.
+"""The kernel's history (immutable bench): speed-up over the frozen seed, time, recall and memory, flat, IVF and real.
 
 One paired run per commit (``setup_cache``, see ``common.py``) feeds every benchmark here, so
 they all describe the same measurement. ``track_*_time_vs_seed`` is the drift-immune line: the
@@ -26,9 +26,12 @@ BOUNDS = {"estimate": "speedup", "low": "hi", "high": "lo"}  # time ratio = 1 / 
 
 def _figure(result: dict, side: str, workload: str, key: str) -> float:
     """A figure of the paired run (a kernel that skipped rows still has its figures: its recall gate fails instead,
-    so that ``asv find`` can step over it)."""
+    so that ``asv find`` can step over it); a workload the run did not measure (``real`` without the imagesift extra,
+    or beside a real fixture) is n/a."""
     if result.get("decision") not in ("measured", "keep", "discard"):
         raise RuntimeError(f"the paired run ended in {result.get('decision')}: {result.get('reason')}")
+    if workload not in result[side]:
+        raise NotImplementedError(f"no {workload} workload in this run")
     return float(result[side][workload][key])
 
 
@@ -52,7 +55,8 @@ def _gate(result: dict, workload: str) -> float:
 
 
 class Kernel:
-    """The commit's kernel against the frozen seed, on the flat 1M scan and on Lance's IVF_PQ layout."""
+    """The commit's kernel against the frozen seed, on the flat 1M scan, on Lance's IVF_PQ layout and on real SIFT
+    descriptors (the trial's three workloads)."""
 
     timeout = 1800
 
@@ -74,6 +78,18 @@ class Kernel:
     track_ivf_time_vs_seed.params = list(BOUNDS)
     track_ivf_time_vs_seed.param_names = ["bound"]
     track_ivf_time_vs_seed.unit = "x the seed's time"
+
+    def track_real_time_vs_seed(self, result, bound):
+        return _time_vs_seed(result, "real", bound)
+
+    track_real_time_vs_seed.params = list(BOUNDS)
+    track_real_time_vs_seed.param_names = ["bound"]
+    track_real_time_vs_seed.unit = "x the seed's time"
+
+    def track_real_recall_delta(self, result):
+        return _figure(result, "candidate", "real", "recall_delta")
+
+    track_real_recall_delta.unit = "recall@10 - exact ADC's"
 
     def track_flat_geomean_ns_per_query(self, result):
         return _figure(result, "candidate", "flat", "geomean_ns_per_query")

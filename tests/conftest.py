@@ -60,11 +60,12 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
 
 
 SMALL_FIXTURE = {"PQKERN_SOURCE": "synthetic", "PQKERN_NUM_BASE": "20000", "PQKERN_NUM_QUERIES": "1000",
-                 "PQKERN_NUM_LEARN": "0"}
+                 "PQKERN_NUM_LEARN": "0", "PQKERN_REAL_ROWS": "20000"}  # the trial's real workload: imagesift's first 20k
 
 
 def small_fixture_env(data_dir: Path, **extra: str) -> dict:
-    """Environment for subprocesses: the session's data dir, a 20k synthetic default fixture, a git identity."""
+    """Environment for subprocesses: the session's data dir, a 20k synthetic default fixture (and the first 20k rows of
+    the real descriptors beside it), a git identity."""
     return dict(os.environ, PQKERN_DATA=str(data_dir), **SMALL_FIXTURE, **GIT_ENV, **extra)
 
 

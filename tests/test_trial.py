@@ -110,7 +110,7 @@ def test_faster_kernel_is_kept_with_its_own_measurement_against_the_seed(traject
     s = trajectory["faster"]
     assert s["code"] == 0, s["out"] + s["err"]
     assert _verdict(s).startswith("verdict: keep") and " flat=" in _verdict(s) and " ivf=" in _verdict(s)
-    assert " vs_seed=" in _verdict(s) and " checked=" in _verdict(s)
+    assert " real=" in _verdict(s) and " vs_seed=" in _verdict(s) and " checked=" in _verdict(s)
     assert s["head"] == trajectory["fast_commit"]
     row = s["rows"][-1]
     assert row["status"] == "keep" and row["description"] == "row-major re-layout" and float(row["speedup_lo"]) > 1.01
@@ -120,6 +120,8 @@ def test_faster_kernel_is_kept_with_its_own_measurement_against_the_seed(traject
     assert float(row["seed_speedup"]) == pytest.approx(direct["speedup"], abs=0.0006)
     assert float(row["seed_speedup_lo"]) == pytest.approx(direct["lo"], abs=0.0006)
     assert record["seed_measurement"]["rounds"] == 100 and record["query_seed"] == row["query_seed"]
+    assert row["real_seed_speedup"] != "-" and row["real_recall_delta"] == "+0.0000"  # the real descriptors, judged too
+    assert int(row["checked_queries"]) >= 3 * 2200
 
 
 def test_a_comment_only_commit_is_kept_at_once_as_the_same_code(trajectory):

@@ -38,6 +38,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
@@ -207,23 +209,40 @@ def digest(folder: Path) -> str:
     return hashlib.sha256("".join(_file_digest(folder / FILENAMES[p]) for p in ("base", "queries")).encode()).hexdigest()
 
 
+def _extract_into(folder: Path, progress) -> None:
+    """Extract the descriptors into ``folder``, atomically: built in a private folder beside it, then renamed (if another
+    process got there first, its folder stands and this one is dropped)."""
+    reason = available()
+    if reason:
+        raise ImagesiftError(reason)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        base, queries = build(progress)
+        queries = queries[np.random.default_rng(SHUFFLE_SEED).permutation(len(queries))]
+        for part, array in (("base", base), ("queries", queries)):
+            write_vecs(tmp / FILENAMES[part], array)
+        (tmp / "imagesift.json").write_text(json.dumps({
+            "versions": versions(), "digest": digest(tmp), "rows": {"base": len(base), "queries": len(queries)},
+            "scales": SCALES, "sift": SIFT_PARAMS, "base_images": BASE_IMAGES, "query_images": QUERY_IMAGES}, indent=1) + "\n")
+        os.rename(tmp, folder)
+    except OSError:
+        if not folder.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def load(folder: Path, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(base, query pool), memory-mapped: extracted into ``folder`` once, then verified against the reference (or
     accepted) digest on every load; a difference is an ImagesiftError naming both digests and the versions."""
     paths = {p: folder / name for p, name in FILENAMES.items()}
     record = folder / "imagesift.json"
-    if not all(path.is_file() for path in paths.values()):
-        reason = available()
-        if reason:
-            raise ImagesiftError(reason)
-        folder.mkdir(parents=True, exist_ok=True)
-        base, queries = build(progress)
-        queries = queries[np.random.default_rng(SHUFFLE_SEED).permutation(len(queries))]
-        for part, array in (("base", base), ("queries", queries)):
-            write_vecs(paths[part], array)
-        record.write_text(json.dumps({"versions": versions(), "digest": digest(folder), "rows": {
-            "base": len(base), "queries": len(queries)}, "scales": SCALES, "sift": SIFT_PARAMS,
-            "base_images": BASE_IMAGES, "query_images": QUERY_IMAGES}, indent=1) + "\n")
+    if not folder.exists():
+        _extract_into(folder, progress)
+    missing = [p.name for p in (*paths.values(), record) if not p.is_file()]
+    if missing:
+        raise ImagesiftError(f"{folder}: {', '.join(missing)} missing: delete {folder} to extract the descriptors again")
     found = digest(folder)
     expected = os.environ.get(ACCEPT_ENV) or REFERENCE_DIGEST
     if found != expected:

@@ -40,7 +40,7 @@ from pqkern.bench import budget, recall, rule, sequential
 from pqkern.bench.queries import QuerySet, draw_seed, fixed_queries, fresh_queries, parse_seed, rng, warm_vectors
 from pqkern.bench.session import Block, KernelProcess, WorkerFailure
 from pqkern.bench.worker import ContractError
-from pqkern.bench.workloads import WORKLOADS, Checked, K, Workload, make
+from pqkern.bench.workloads import REAL, WORKLOADS, Checked, K, Workload, judged, make, real_unavailable
 
 POOL = 2000  # query-set rows for one comparison's rounds
 PAIRS = {"flat": 1, "ivf": 2}  # query pairs per workload per round (an IVF query costs about a third of a flat one at 1M)
@@ -55,10 +55,6 @@ SEED_KERNEL = Path(__file__).resolve().parent / "seed_kernel.py"
 
 def _geomean(values: list[int]) -> int | None:
     return int(round(math.exp(np.mean(np.log(np.maximum(values, 1)))))) if values else None
-
-
-def _kind(name: str) -> str:
-    return name.partition("@")[0]
 
 
 @dataclass
@@ -155,7 +151,7 @@ class Match:
                  threads: int = 1, k: int = K, log=None):
         self.wls, self.queries, self.k, self.jail, self.threads = wls, queries, k, jail, threads
         self.deadline = time.monotonic() + time_budget
-        self.warm = warm_vectors(queries.fx, queries.seed)
+        self.warm = warm_vectors(queries.fx, queries.seed)  # for the workers' compile pass and start-up warm-up
         self.log = log or (lambda msg: None)
         self.workers: dict[str, KernelProcess] = {}
         self.figures: dict[str, dict[str, KernelFigures]] = {}
@@ -194,8 +190,8 @@ class Match:
         """Rounds of ``first`` against ``second`` on ``rows`` (in order) until decided, measured or capped: fills
         ``cmp``'s intervals, rounds, decision and stop (speed-ups are ``second``'s over ``first``)."""
         names = list(self.wls)
-        pairs = {w: (pairs or PAIRS)[_kind(w)] for w in names}
-        warm_calls = {w: (warm_calls or WARM_CALLS)[_kind(w)] for w in names}
+        pairs = {w: (pairs or PAIRS)[self.wls[w].kind] for w in names}
+        warm_calls = {w: (warm_calls or WARM_CALLS)[self.wls[w].kind] for w in names}
         coin = rng(self.queries.seed or 0, "pairs") if self.queries.fresh else np.random.default_rng()
         per_round: dict[str, list[float]] = {w: [] for w in names}
         combined: list[float] = []
@@ -206,8 +202,9 @@ class Match:
         cmp.decision, cmp.stop = ("measured", "measured") if mode == "measure" else ("discard", "cap")
         for t in range(max_rounds):
             for w in names:
-                xs = [self._pair(w, first, second, rows[i], self.warm[i % len(self.warm)] if warm_calls[w] else None,
-                                 coin, t) for i in range(t * pairs[w], (t + 1) * pairs[w])]
+                warm = self.wls[w].warm
+                xs = [self._pair(w, first, second, rows[i], warm[i % len(warm)] if warm_calls[w] else None, coin, t)
+                      for i in range(t * pairs[w], (t + 1) * pairs[w])]
                 per_round[w].append(float(np.mean(xs)))
             combined.append(float(np.mean([per_round[w][-1] for w in names])))
             cmp.intervals = {w: sequential.interval(per_round[w]) for w in names}
@@ -377,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: the working tree's pqkern/kernels.py)")
     p.add_argument("--incumbent", default="seed", help="kernel to compare with: 'seed' (the frozen seed, default), a file, "
                    "or a git revision such as HEAD (its pqkern/kernels.py)")
-    p.add_argument("--workload", action="append", help="workload(s): flat, ivf or flat@N (default: flat and ivf)")
+    p.add_argument("--workload", action="append", help="workload(s): flat, ivf, real or flat@N (default: the trial's: flat "
+                   "and ivf, and real beside a synthetic fixture when the imagesift fixture can be loaded)")
     p.add_argument("--mode", choices=("decide", "measure"), default="measure")
     p.add_argument("--rounds", type=int, help="at most this many rounds (measure: exactly, if the pool allows)")
     p.add_argument("--query-seed", help="replay the fresh queries of a recorded run (its query_seed); default: new ones")
@@ -405,7 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, FixtureError) as e:
         print(f"paired: {e}", file=sys.stderr)
         return 1
-    cmp = compare(fx, sources["incumbent"], sources["candidate"], tuple(args.workload or WORKLOADS), mode=args.mode,
+    workloads = tuple(args.workload or judged(fx))
+    why = real_unavailable(fx) if not args.workload and REAL in workloads else ""
+    if why:
+        print(f"paired: without the real-descriptor workload: {why}", file=sys.stderr)
+        workloads = WORKLOADS
+    cmp = compare(fx, sources["incumbent"], sources["candidate"], workloads, mode=args.mode,
                   rounds=args.rounds, cap_seconds=args.cap_seconds, query_seed=seed, fixed=args.fixed_queries,
                   jail=not args.no_jail, k=args.k, pairs=dict(zip(WORKLOADS, args.pairs, strict=True)) if args.pairs else None,
                   warm_calls=None if args.warm_calls == "default" else dict.fromkeys(WORKLOADS, args.warm_calls == "both"),

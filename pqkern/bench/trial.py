@@ -58,7 +58,7 @@ from pqkern.bench.results import ResultsError, append_row, read_rows
 from pqkern.bench.runner import STATUS, format_block
 from pqkern.bench.session import die_with_parent
 from pqkern.bench.simplicity import code_size, same_code
-from pqkern.bench.workloads import WORKLOADS, make
+from pqkern.bench.workloads import REAL, WORKLOADS, judged, make
 
 KERNEL_PATH = "pqkern/kernels.py"
 EXIT = {"keep": 0, "baseline": 0, "discard": 1, "recall": 2, "timeout": 3, "crash": 4, "refused": 5, "harness": 6,
@@ -194,7 +194,7 @@ class Trial:
         (self.dir / "incumbent_kernels.py").write_text(incumbent, encoding="utf-8")
         if self.incumbent and same_code(incumbent, candidate):
             return "keep", rule.explain("same-code")
-        workloads = list(self.args.workload or WORKLOADS)
+        workloads = list(self.args.workload or judged(fx))
         margin = None
         if self.incumbent and code_size(candidate) < code_size(incumbent):
             margin = rule.spent_margin(self.chain.simpler_lows(workloads), workloads)
@@ -321,7 +321,7 @@ class Trial:
         cmp, seed = self.cmp, self.seed_cmp
         iv = cmp.intervals if cmp else {}
         cand = cmp.candidate if cmp else {}
-        flat, ivf = cand.get("flat", {}), cand.get("ivf", {})
+        flat = cand.get("flat", {})
         same = status == "keep" and cmp is None  # a same-code keep: nothing was run
         comb = iv.get("combined")
         speed = comb.as_ratio() if comb and self.incumbent else (None, None, None)
@@ -338,29 +338,34 @@ class Trial:
                "peak_mem_mb": _fmt(cmp.peak_mem_mb.get("candidate") if cmp else None, ".1f"),
                "status": {"recall": "discard"}.get(status, status), "description": self.args.description,
                "timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-               "ivf_recall_at_10": _fmt(ivf.get("recall_at_10"), ".4f"),
-               "ivf_geomean_ns_per_query": _fmt(ivf.get("geomean_ns_per_query"), "d"),
                "stop": "same-code" if same else (cmp.stop if cmp else "-"),
                "trial_seconds": f"{self.decided if self.decided is not None else time.monotonic() - self.start:.0f}",
                "branch": self.repo.git("branch", "--show-current", check=False) or "-", "machine": asv_machine(),
-               "recall_delta": _fmt(flat.get("recall_delta"), "+.4f"), "ivf_recall_delta": _fmt(ivf.get("recall_delta"), "+.4f"),
+               "recall_delta": _fmt(flat.get("recall_delta"), "+.4f"),
                "checked_queries": str(sum(f.get("checked_queries", 0) for f in cand.values())) if cand else "-",
                "prepare_seconds": _fmt((cmp.prepare_seconds.get("candidate", {}) if cmp else {}).get("flat"), ".3f"),
-               "ivf_prepare_seconds": _fmt((cmp.prepare_seconds.get("candidate", {}) if cmp else {}).get("ivf"), ".3f"),
                "code_size": str(code_size(self.repo.kernel(self.head))) if status != "refused" else "-",
                "queries": ("fresh" if cmp.query_seed else "fixed") if cmp and cmp.queries else "-",
                "query_seed": cmp.query_seed if cmp and cmp.query_seed else "-"}
-        for w in WORKLOADS:
+        prepared = cmp.prepare_seconds.get("candidate", {}) if cmp else {}
+        for w in (*WORKLOADS, REAL):
             s, lo, hi = iv[w].as_ratio() if w in iv and self.incumbent else (None, None, None)
             row.update({f"{w}_speedup": _fmt(s, ".3f"), f"{w}_speedup_lo": _fmt(lo, ".3f"), f"{w}_speedup_hi": _fmt(hi, ".3f"),
                         f"{w}_seed_speedup": _fmt(versus[w][0] if w in versus else None, ".3f")})
+            if w != "flat":
+                fig = cand.get(w, {})
+                row.update({f"{w}_recall_at_10": _fmt(fig.get("recall_at_10"), ".4f"),
+                            f"{w}_recall_delta": _fmt(fig.get("recall_delta"), "+.4f"),
+                            f"{w}_geomean_ns_per_query": _fmt(fig.get("geomean_ns_per_query"), "d"),
+                            f"{w}_prepare_seconds": _fmt(prepared.get(w), ".3f")})
         combined = versus.get("combined", (None, None, None))
         row.update(seed_speedup=_fmt(combined[0], ".3f"), seed_speedup_lo=_fmt(combined[1], ".3f"),
                    seed_speedup_hi=_fmt(combined[2], ".3f"))
         if same:  # the incumbent's code: its measurement, its memory and its prepare
-            for key in ("seed_speedup", "seed_speedup_lo", "seed_speedup_hi", "flat_seed_speedup", "ivf_seed_speedup",
-                        "prepare_seconds", "ivf_prepare_seconds", "peak_mem_mb", "recall_at_10", "ivf_recall_at_10",
-                        "recall_delta", "ivf_recall_delta", "geomean_ns_per_query", "ivf_geomean_ns_per_query"):
+            for key in ("seed_speedup", "seed_speedup_lo", "seed_speedup_hi", "peak_mem_mb", "recall_at_10", "recall_delta",
+                        "geomean_ns_per_query", "prepare_seconds", "flat_seed_speedup",
+                        *(f"{w}_{f}" for w in ("ivf", REAL) for f in ("seed_speedup", "prepare_seconds", "recall_at_10",
+                                                                     "recall_delta", "geomean_ns_per_query"))):
                 row[key] = inc.get(key, "-")
         return row
 
@@ -372,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "not run; 7 revoked (a kept incumbent failed: the verdict says how to go back)")
     p.add_argument("description", help="a short description of the change, for results.tsv")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
-    p.add_argument("--workload", action="append", choices=WORKLOADS, help="judge only this workload (repeatable; default both)")
+    p.add_argument("--workload", action="append", choices=(*WORKLOADS, REAL),
+                   help="judge only this workload (repeatable; default flat and ivf, and real beside a synthetic fixture)")
     p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS,
                    help=f"paired timing stops undecided after this long (default {CAP_SECONDS:g})")
     p.add_argument("--time-budget", type=float, default=600, help="seconds for each worker's whole life (default 600)")
@@ -497,7 +503,7 @@ def _figures(trial: Trial, row: dict, asv_seconds: float | None) -> str:
     cmp = trial.cmp
     parts = []
     if cmp and "combined" in cmp.intervals:
-        for w in ("combined", *WORKLOADS):
+        for w in ("combined", *WORKLOADS, REAL):
             if w in cmp.intervals:
                 s, lo, hi = cmp.intervals[w].as_ratio()
                 name = ("vs_seed" if trial.incumbent is None else "speedup") if w == "combined" else w

@@ -5,6 +5,9 @@
 - ``ivf``: Lance's IVF_PQ (``pqkern/bench/ivf.py``): one index per partition; a query is one ``search``
   per probed partition with that partition's residual query (query minus centroid), timed
   as one probe; the judge merges the per-partition top-k by (distance, id), as Lance does.
+- ``real``: the flat scan of real SIFT descriptors, the ``imagesift`` fixture (594,966 rows; its first
+  ``PQKERN_REAL_ROWS`` rows when that is set), with fresh queries of its own from the same seed: the
+  trial's third workload when its fixture is synthetic, so no win is kept on synthetic data alone.
 
 A workload searches the rows of one query set (``queries.py``). Every result is checked twice:
 at once and cheaply (``check``: ids in range and distinct, distances finite and ascending, each
@@ -16,17 +19,20 @@ kernels' own k-th distances as bounds (``oracle.py``); for the fixture's own que
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from pqkern.bench.fixture import save_npy
+from pqkern.bench.fixture import SYNTHETIC_SIZES, FixtureError, load_fixture, save_npy
 from pqkern.bench.oracle import FlatOracle
-from pqkern.bench.queries import QuerySet
+from pqkern.bench.queries import QuerySet, fixed_queries, fresh_queries, warm_vectors
 from pqkern.bench.worker import ContractError
 
 K = 10
 WORKLOADS = ("flat", "ivf")
+REAL = "real"
+REAL_SOURCE = "imagesift"
 
 
 @dataclass
@@ -39,11 +45,19 @@ class Checked:
     worst: float  # the largest relative distance error
 
 
+def judged(fx) -> tuple[str, ...]:
+    """The workloads a trial (and asv) judge on fixture ``fx``: flat and ivf, and real descriptors too when ``fx`` is
+    synthetic (on real data the first two already are)."""
+    return (*WORKLOADS, REAL) if fx.source in SYNTHETIC_SIZES else WORKLOADS
+
+
 def parse(name: str) -> tuple[str, int | None]:
-    """``(kind, rows)`` of a workload name: ``flat``, ``ivf``, or ``flat@N`` (the first N rows)."""
+    """``(kind, rows)`` of a workload name: ``flat``, ``ivf``, ``flat@N`` (the first N rows) or ``real``."""
+    if name == REAL:
+        return "flat", None
     kind, _, rows = name.partition("@")
     if kind not in WORKLOADS or (rows and (kind != "flat" or not rows.isdigit() or int(rows) < 1)):
-        raise ValueError(f"unknown workload {name!r}: choose flat, ivf or flat@N (the first N rows)")
+        raise ValueError(f"unknown workload {name!r}: choose flat, ivf, real or flat@N (the first N rows)")
     return kind, int(rows) if rows else None
 
 
@@ -99,6 +113,7 @@ class Workload:
 
     def __init__(self, fx, queries: QuerySet, k: int = K):
         self.fx, self.queries, self.k = fx, queries, k
+        self.warm = warm_vectors(fx, queries.seed)  # base vectors for its untimed warm-up calls
         self.answers: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row -> the exact top-k (ids, dists)
 
     def spec(self) -> dict:
@@ -146,12 +161,12 @@ class FlatWorkload(Workload):
 
     kind = "flat"
 
-    def __init__(self, fx, queries: QuerySet, k: int = K, rows: int | None = None):
+    def __init__(self, fx, queries: QuerySet, k: int = K, rows: int | None = None, name: str | None = None):
         super().__init__(fx, queries, k)
-        self.rows = self.num_rows = fx.num_base if rows is None else rows
-        if not 1 <= self.rows <= fx.num_base:
+        self.rows = self.num_rows = fx.num_base if rows is None or rows >= fx.num_base else rows
+        if self.rows < 1:
             raise ValueError(f"flat@{rows}: the fixture has {fx.num_base} rows")
-        self.name = "flat" if rows is None else f"flat@{rows}"
+        self.name = name or ("flat" if self.rows == fx.num_base else f"flat@{rows}")
         self.codes = np.asarray(fx.codes)
         self.codebook64 = np.asarray(fx.codebook, np.float64)
         self.flat_oracle = FlatOracle(fx, self.rows)
@@ -251,9 +266,32 @@ class IvfWorkload(Workload):
         return Checked(np.asarray(rows, np.int64), merged, merged_ref, worst)
 
 
+def real_unavailable(fx) -> str:
+    """'' when the ``real`` workload's fixture loads (it is built on first use, which needs the imagesift extra), else why."""
+    try:
+        load_fixture(REAL_SOURCE, data=fx.cache_dir.parent.parent)
+    except FixtureError as e:
+        return str(e)
+    return ""
+
+
+def real_workload(queries: QuerySet, k: int = K) -> FlatWorkload:
+    """The ``real`` workload: the imagesift fixture's flat scan, on queries of its own drawn from the same seed."""
+    try:
+        fx = load_fixture(REAL_SOURCE, data=queries.fx.cache_dir.parent.parent)  # the main fixture's data directory
+    except FixtureError as e:
+        raise FixtureError(f"the real-descriptor workload (the trial's third when its fixture is synthetic) needs the "
+                           f"imagesift fixture: {e}. Or judge without it: --workload flat --workload ivf") from None
+    mine = fresh_queries(fx, queries.seed, len(queries)) if queries.fresh else fixed_queries(fx, len(queries))
+    rows = int(os.environ["PQKERN_REAL_ROWS"]) if os.environ.get("PQKERN_REAL_ROWS") else None
+    return FlatWorkload(fx, mine, k, rows, name=REAL)
+
+
 def make(name: str, fx, queries: QuerySet, k: int = K) -> Workload:
-    """The judge's side of workload ``name`` on fixture ``fx``, searching ``queries``."""
+    """The judge's side of workload ``name`` on fixture ``fx``, searching ``queries`` (``real``: its own fixture)."""
     kind, rows = parse(name)
+    if name == REAL:
+        return real_workload(queries, k)
     if kind == "ivf":
         return IvfWorkload(fx, queries, k)
     return FlatWorkload(fx, queries, k, rows)

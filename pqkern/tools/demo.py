@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                GIT_AUTHOR_EMAIL="demo@example.invalid", GIT_COMMITTER_NAME="pqkern demo agent",
                GIT_COMMITTER_EMAIL="demo@example.invalid")
     sizes = {"PQKERN_SOURCE": "synthetic", "PQKERN_NUM_BASE": str(args.num_base), "PQKERN_NUM_QUERIES": "1000",
-             "PQKERN_NUM_LEARN": "20000"}
+             "PQKERN_NUM_LEARN": "20000", "PQKERN_REAL_ROWS": str(args.num_base)}  # the real workload at the same size
     for key, value in sizes.items():
         if args.default_fixture:
             env.pop(key, None)

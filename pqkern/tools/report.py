@@ -28,10 +28,12 @@ RH = 160  # the recall chart's height
 COLORS = ["#1a7f37", "#2952a3", "#b35900", "#8e44ad", "#c0392b", "#16808a", "#7a6a00", "#555"]
 FAILED = ("crash", "timeout", "refused", "revoked")
 KEPT = ("keep", "baseline")
-COLUMNS = ["commit", "status", "stop", "description", "seed_speedup", "speedup", "recall_delta", "ivf_recall_delta",
-           "recall_at_10", "ivf_recall_at_10", "prepare_seconds", "ivf_prepare_seconds", "trial_seconds", "asv_seconds",
-           "checked_queries", "geomean_ns_per_query", "ivf_geomean_ns_per_query", "peak_mem_mb", "code_size", "queries",
-           "timestamp"]
+COLUMNS = ["commit", "status", "stop", "description", "seed_speedup", "speedup", "flat_speedup", "ivf_speedup", "real_speedup",
+           "recall_delta", "ivf_recall_delta", "real_recall_delta", "recall_at_10", "ivf_recall_at_10", "real_recall_at_10",
+           "prepare_seconds", "ivf_prepare_seconds", "real_prepare_seconds", "trial_seconds", "asv_seconds", "checked_queries",
+           "geomean_ns_per_query", "ivf_geomean_ns_per_query", "real_geomean_ns_per_query", "peak_mem_mb", "code_size",
+           "queries", "timestamp"]
+RECALL = {"flat": "recall_delta", "ivf": "ivf_recall_delta", "real": "real_recall_delta"}
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True)
 TEMPLATE = _ENV.get_template("report.html.j2")
 
@@ -82,8 +84,7 @@ def render(runs: list[Run], source: str = "results.tsv", peers: dict | None = No
     values = [v for ys in series for kv in ys if kv for v in kv[1]]
     top = max(values + [1.0]) * 1.1
     n = max([len(run.rows) for run in runs] + [2])
-    deltas = [abs(d) for run in runs for r in run.rows for d in (_signed(r["recall_delta"]), _signed(r["ivf_recall_delta"]))
-              if d is not None]
+    deltas = [abs(d) for run in runs for r in run.rows for d in (_signed(r[key]) for key in RECALL.values()) if d is not None]
     span = max(deltas + [0.01]) * 1.2
 
     def x(i: int) -> float:
@@ -112,7 +113,7 @@ def render(runs: list[Run], source: str = "results.tsv", peers: dict | None = No
                 best, best_row = v, r
             if best:
                 line.append(f"{x(i):.1f},{y(best[0]):.1f} {x(i + 1) if i + 1 < len(run.rows) else x(i):.1f},{y(best[0]):.1f}")
-            for w, key in (("flat", "recall_delta"), ("ivf", "ivf_recall_delta")):
+            for w, key in RECALL.items():
                 d = _signed(r[key])
                 if d is not None:
                     recall_points.append({"x": x(i), "y": ry(d), "workload": w, "title": f"{title}: {w} {d:+.4f}"})
