@@ -84,9 +84,10 @@ def test_results_record_time_vs_seed_recall_and_memory_per_commit(history):
     for name in ("baseline", "faster", "slower"):  # exact kernels: recall moves with the fresh queries, its change does not
         assert _value(results, shas[name], "track_flat_recall_delta") == 0.0
         assert _value(results, shas[name], "track_ivf_recall_delta") == 0.0
-    # a kernel that knows the fixture's own queries ahead gains nothing on asv's fresh ones
-    assert _value(results, shas["attack"], "track_flat_time_vs_seed") > 0.9
-    assert _value(results, shas["attack"], "track_ivf_time_vs_seed") > 0.9
+    # a kernel that knows the fixture's own queries ahead gains nothing on asv's fresh ones: no win is recorded (its
+    # costly prepare fails the measurement, or it is measured as slow as its honest fallback)
+    attack = results[shas["attack"]]["bench_kernel.Kernel.track_flat_time_vs_seed"]["result"]
+    assert attack is None or attack[0] > 0.9, attack
 
 
 def test_broken_recall_commit_fails_the_gate(history):

@@ -38,8 +38,8 @@ def test_upstream_page_for_a_kept_win(tmp_path, data_dir):
                 shutil.copyfile(SHARED_SIFTSMALL / f, data_dir / "siftsmall" / f)
     sources = ["synthetic"] + (["siftsmall"] if have_siftsmall else [])
     p = subprocess.run([sys.executable, "-m", "pqkern.tools.upstream", "HEAD", "--rounds", "12", "--queries", "40",
-                        *[a for s in sources for a in ("--source", s)]], cwd=repo, env=env, capture_output=True, text=True,
-                       timeout=1500)
+                        *[a for s in (*sources, "sift1m") for a in ("--source", s)]], cwd=repo, env=env, capture_output=True,
+                       text=True, timeout=1500)
     assert p.returncode == 0, p.stdout + p.stderr
     page = (repo / "trials" / f"upstream-{sha[:10]}.html").read_text()
     md = (repo / "trials" / f"upstream-{sha[:10]}.md").read_text()

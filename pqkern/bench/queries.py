@@ -66,7 +66,7 @@ class QuerySet:
     seed: int | None  # the fresh seed; None for the fixture's own queries
     note: str  # what these queries are, for the block and the verdict (never the seed)
     fixture_ids: np.ndarray | None = None  # fixed sets: the fixture's query ids (cached ground truth)
-    _truth: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _truth: dict[tuple[int, int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
@@ -79,16 +79,18 @@ class QuerySet:
         """``fresh, seed 0x...`` or ``fixed, ...``: for the record once the run is over."""
         return f"fresh, seed {self.seed:#x}" if self.fresh else f"fixed, {self.note}"
 
-    def groundtruth(self, rows: np.ndarray, k: int) -> np.ndarray:
-        """``(len(rows), k)`` int32 exact nearest base ids of these rows (computed for fresh rows on first use)."""
+    def groundtruth(self, rows: np.ndarray, k: int, base_rows: int | None = None) -> np.ndarray:
+        """``(len(rows), k)`` int32 exact nearest ids of these rows among the first ``base_rows`` base vectors (all by
+        default): the fixture's cached ground truth for its own queries on the whole base, else computed on first use."""
         rows = np.asarray(rows, np.int64)
-        if self.fixture_ids is not None:
+        n = self.fx.num_base if base_rows is None else min(base_rows, self.fx.num_base)
+        if self.fixture_ids is not None and n == self.fx.num_base:
             return np.asarray(self.fx.groundtruth[self.fixture_ids[rows], :k])
-        missing = np.array(sorted({int(r) for r in rows if (int(r), k) not in self._truth}), np.int64)
+        missing = np.array(sorted({int(r) for r in rows if (int(r), k, n) not in self._truth}), np.int64)
         if missing.size:
-            ids, _ = exact_knn(self.fx.base, self.vectors[missing], k)
-            self._truth.update({(int(r), k): ids[j] for j, r in enumerate(missing)})
-        return np.stack([self._truth[(int(r), k)] for r in rows]) if rows.size else np.empty((0, k), np.int32)
+            ids, _ = exact_knn(self.fx.base[:n], self.vectors[missing], k)
+            self._truth.update({(int(r), k, n): ids[j] for j, r in enumerate(missing)})
+        return np.stack([self._truth[(int(r), k, n)] for r in rows]) if rows.size else np.empty((0, k), np.int32)
 
 
 def fixed_queries(fx: Fixture, count: int | None = None) -> QuerySet:

@@ -4,7 +4,8 @@ Recall against exact ground truth moves with the queries a run happens to search
 every run), so it is reported two ways for each kernel and workload:
 
 - absolute: R@10 (``recall_at_10``) and 10-recall@10 (``recall_10_at_10``) of the kernel and of the
-  exact ADC top-k, on the first ``sample`` rows searched (ground truth costs a BLAS scan per fresh query);
+  exact ADC top-k, on the first ``sample`` rows searched (ground truth, over the rows the workload
+  searches, costs a BLAS scan per fresh query);
 - delta: the kernel's recall minus the exact ADC's (``recall_delta``, ``recall_10_delta``) on every row
   it returned and had checked. Where the kernel returned exactly the exact ADC's ids, the two agree
   by definition, so ground truth is needed only where the ids differ: 0 for an exact kernel, at
@@ -28,13 +29,13 @@ def figures(wl, rows: np.ndarray, found: np.ndarray, sample: int | None) -> dict
     exact = wl.oracle(rows)[0]
     qs, base = wl.queries, wl.fx.base
     first = np.arange(n) if sample is None else np.arange(min(sample, n))
-    truth = qs.groundtruth(rows[first], k)
+    truth = qs.groundtruth(rows[first], k, wl.num_rows)
     mine = tie_aware_recall(base, qs.vectors[rows[first]], found[first], truth, at=k)
     ref = tie_aware_recall(base, qs.vectors[rows[first]], exact[first], truth, at=k)
     differ = np.flatnonzero(np.any(np.sort(found, axis=1) != np.sort(exact, axis=1), axis=1))
     delta = (0.0, 0.0)
     if differ.size:
-        truth = qs.groundtruth(rows[differ], k)
+        truth = qs.groundtruth(rows[differ], k, wl.num_rows)
         a = tie_aware_recall(base, qs.vectors[rows[differ]], found[differ], truth, at=k)
         b = tie_aware_recall(base, qs.vectors[rows[differ]], exact[differ], truth, at=k)
         delta = ((a[0] - b[0]) * differ.size / n, (a[1] - b[1]) * differ.size / n)
