@@ -150,3 +150,16 @@ def test_work_outside_the_timed_calls_is_a_crash(repo, attack, message):
     s = _trial(path, env, "work outside the timed calls")
     assert s["code"] == 4 and s["verdict"].startswith("verdict: crash") and message in s["verdict"], s["out"]
     assert s["head"] == incumbent and s["rows"][-1]["status"] == "crash"
+
+
+def test_a_branch_is_judged_the_way_its_baseline_was(repo):
+    path, env = repo
+    assert _trial(path, env, "baseline")["code"] == 0
+    rows = (path / "results.tsv").read_text()
+    candidate = _commit_kernel(path, env, (DEMO / "relayout.py").read_text(), "the re-layout")
+    for options, what in ((["--workload", "flat"], "workloads flat"), (["--no-jail"], "jail off")):
+        s = _trial(path, env, "the re-layout", *options)
+        assert s["code"] == 5 and s["verdict"].startswith("verdict: refused (this branch's baseline was judged with"), s["out"]
+        assert f"this trial would judge with {what}" in s["verdict"] and "start a new branch" in s["verdict"]
+        assert s["head"] == candidate and (path / "results.tsv").read_text() == rows  # nothing touched, no row
+    assert s["rows"][0]["workloads"] == "flat,ivf,real" and s["rows"][0]["jail"] == "on"

@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, FixtureError) as e:
         print(f"paired: {e}", file=sys.stderr)
         return 1
-    workloads = tuple(args.workload or judged(fx))
+    workloads = tuple(args.workload or judged(fx.source))
     why = real_unavailable(fx) if not args.workload and REAL in workloads else ""
     if why:
         print(f"paired: without the real-descriptor workload: {why}", file=sys.stderr)

@@ -4,7 +4,8 @@ Version 3 (written now) appends to version 2's columns the per-workload interval
 incumbent, the per-workload speed-ups over the seed, recall as what changes (the kernel's minus
 the exact ADC's on the same queries), how many results were checked, ``prepare``'s time, the asv
 recording's time, the kernel's size and which queries were searched, and the same figures of the
-``real`` workload (real descriptors, judged beside a synthetic fixture). In version 3, ``seed_speedup``
+``real`` workload (real descriptors, judged beside a synthetic fixture), and how the trial judged (fixture,
+workloads, jail: a branch keeps its baseline's). In version 3, ``seed_speedup``
 (and its interval) is a direct paired measurement against the frozen seed, made for the baseline
 and every keep (a same-code keep carries its incumbent's); other rows have none. In versions 1 and
 2 it was chained through the incumbent's. All versions are read; rows are only appended to a
@@ -27,7 +28,7 @@ HEADER = HEADER_V2 + ["flat_speedup_lo", "flat_speedup_hi", "ivf_speedup_lo", "i
                       "ivf_seed_speedup", "recall_delta", "ivf_recall_delta", "checked_queries", "prepare_seconds",
                       "ivf_prepare_seconds", "asv_seconds", "code_size", "queries", "query_seed", "real_speedup",
                       "real_speedup_lo", "real_speedup_hi", "real_seed_speedup", "real_recall_at_10", "real_recall_delta",
-                      "real_geomean_ns_per_query", "real_prepare_seconds"]
+                      "real_geomean_ns_per_query", "real_prepare_seconds", "fixture_id", "workloads", "jail"]
 HEADERS = {3: HEADER, 2: HEADER_V2, 1: HEADER_V1}
 STATUSES = ("baseline", "keep", "discard", "crash", "timeout", "refused", "revoked")
 

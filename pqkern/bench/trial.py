@@ -86,11 +86,32 @@ class Interrupted(BaseException):
 ROW_WRITTEN: list[str] = []  # the judged commit, once its row is in results.tsv
 
 
-def preconditions(repo: Repo, chain: Chain, head: str) -> None:
-    """Refuse a dirty tree, a re-trial of the incumbent, a revoked history, bench edits and policy breaches."""
+def judging(args: argparse.Namespace) -> dict[str, str]:
+    """How this trial judges: the fixture, the workloads and the jail (a branch keeps its baseline's)."""
+    from pqkern.bench.fixture import FixtureError, default_source, fixture_id
+
+    source = args.source or default_source()
+    try:
+        fid = fixture_id(source)
+    except FixtureError as e:
+        raise TrialError("harness", str(e)) from None
+    return {"fixture_id": fid, "workloads": ",".join(args.workload or judged(source)), "jail": "off" if args.no_jail else "on"}
+
+
+def preconditions(repo: Repo, chain: Chain, head: str, config: dict[str, str]) -> None:
+    """Refuse a dirty tree, another way of judging than the baseline's, a re-trial of the incumbent, a revoked history,
+    bench edits and policy breaches."""
     dirty = repo.git("status", "--porcelain", "--untracked-files=no")
     if dirty:
         raise TrialError("dirty", f"uncommitted changes ({dirty.splitlines()[0].strip()} ...): commit or stash them first")
+    base = chain.baseline or {}
+    other = {k: (base.get(k), v) for k, v in config.items() if base.get(k, "-") not in ("-", v)}
+    if other:
+        was = ", ".join(f"{k} {old}" for k, (old, _) in other.items())
+        now = ", ".join(f"{k} {new}" for k, (_, new) in other.items())
+        raise TrialError("dirty", f"this branch's baseline was judged with {was}; this trial would judge with {now}: "
+                                  f"judge every trial of a branch the same way (drop the options that change it), or "
+                                  f"start a new branch (program.md, Setup)")
     bad = chain.first_revoked()
     if bad:
         raise TrialError("revoked", revoked_advice(chain, bad, chain.revoked[bad["commit"]]["description"]))
@@ -166,8 +187,8 @@ def _fmt(v, spec: str) -> str:
 class Trial:
     """One trial of HEAD: its folder, its judgement and its row."""
 
-    def __init__(self, args: argparse.Namespace, repo: Repo, head: str, chain: Chain):
-        self.args, self.repo, self.head, self.chain = args, repo, head, chain
+    def __init__(self, args: argparse.Namespace, repo: Repo, head: str, chain: Chain, config: dict[str, str]):
+        self.args, self.repo, self.head, self.chain, self.config = args, repo, head, chain, config
         self.incumbent = chain.incumbent
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.dir = repo.root / "trials" / f"{stamp}-{head[:10]}"
@@ -194,7 +215,7 @@ class Trial:
         (self.dir / "incumbent_kernels.py").write_text(incumbent, encoding="utf-8")
         if self.incumbent and same_code(incumbent, candidate):
             return "keep", rule.explain("same-code")
-        workloads = list(self.args.workload or judged(fx))
+        workloads = list(self.config["workloads"].split(","))
         margin = None
         if self.incumbent and code_size(candidate) < code_size(incumbent):
             margin = rule.spent_margin(self.chain.simpler_lows(workloads), workloads)
@@ -346,7 +367,7 @@ class Trial:
                "prepare_seconds": _fmt((cmp.prepare_seconds.get("candidate", {}) if cmp else {}).get("flat"), ".3f"),
                "code_size": str(code_size(self.repo.kernel(self.head))) if status != "refused" else "-",
                "queries": ("fresh" if cmp.query_seed else "fixed") if cmp and cmp.queries else "-",
-               "query_seed": cmp.query_seed if cmp and cmp.query_seed else "-"}
+               "query_seed": cmp.query_seed if cmp and cmp.query_seed else "-", **self.config}
         prepared = cmp.prepare_seconds.get("candidate", {}) if cmp else {}
         for w in (*WORKLOADS, REAL):
             s, lo, hi = iv[w].as_ratio() if w in iv and self.incumbent else (None, None, None)
@@ -429,15 +450,16 @@ def _run(args: argparse.Namespace, repo: Repo, head: str, neighbours: Neighbours
         chain = read_chain(repo, rows, head)
         if chain.incumbent and not chain.baseline:
             raise TrialError("harness", f"{results} has kept commits in this history but no baseline row: start a new branch")
-        preconditions(repo, chain, head)
-        trial = Trial(args, repo, head, chain)
+        config = judging(args)
+        preconditions(repo, chain, head, config)
+        trial = Trial(args, repo, head, chain, config)
         status, reason = trial.judge()
     except (ResultsError, GitError) as e:
         print(f"verdict: error ({e})")
         return EXIT["harness"]
     except TrialError as e:
         if e.status == "refused":
-            return _finish(repo, results, trial or Trial(args, repo, head, chain), e.status, str(e), neighbours)
+            return _finish(repo, results, trial or Trial(args, repo, head, chain, config), e.status, str(e), neighbours)
         if e.status == "revoked":
             print(f"verdict: revoked ({e}); nothing was run or reset")
             return EXIT["revoked"]

@@ -45,10 +45,10 @@ class Checked:
     worst: float  # the largest relative distance error
 
 
-def judged(fx) -> tuple[str, ...]:
-    """The workloads a trial (and asv) judge on fixture ``fx``: flat and ivf, and real descriptors too when ``fx`` is
+def judged(source: str) -> tuple[str, ...]:
+    """The workloads a trial (and asv) judge on a fixture of ``source``: flat and ivf, and real descriptors too when it is
     synthetic (on real data the first two already are)."""
-    return (*WORKLOADS, REAL) if fx.source in SYNTHETIC_SIZES else WORKLOADS
+    return (*WORKLOADS, REAL) if source in SYNTHETIC_SIZES else WORKLOADS
 
 
 def parse(name: str) -> tuple[str, int | None]:
