@@ -49,7 +49,7 @@ def main() -> int:
         for qi in rng.permutation(len(qs)):
             cpu = {}
             for jailed in ((True, False) if rng.random() < 0.5 else (False, True)):
-                cpu[jailed] = workers[jailed].search(wl.name, *wl.request(np.array([qi]), None), warm=False).cpu_ns[0]
+                cpu[jailed] = workers[jailed].search(wl.name, *wl.request(np.array([qi])), warm=False).cpu_ns[0]
             ratios.append(math.log(cpu[True] / cpu[False]))
         steps = {jailed: dict(w.steps_ns) for jailed, w in workers.items()}
     finally:

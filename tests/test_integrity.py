@@ -106,7 +106,7 @@ def _search_blocks(source: str, workload: str, blocks: int, jail: bool = True) -
     wl = make(workload, fx, fixed_queries(fx))
     worker = KernelProcess("cross-check", source, {wl.name: wl.spec()}, warm_vectors(fx, None), 10, time.monotonic() + 120,
                            jail=jail)
-    queries, probes = wl.request(np.arange(fx.queries.shape[0]), None)
+    queries, probes = wl.request(np.arange(fx.queries.shape[0]))
     try:
         worker.ready()
         for _ in range(blocks):
@@ -283,10 +283,10 @@ def test_a_rarely_wrong_kernel_is_caught_by_the_exactness_check(small_fixture):
     qs = query_set(small_fixture, exactness.CHECK_QUERIES)
     wls = {w: make(w, small_fixture, qs) for w in ("flat", "ivf")}
     with Match(wls, qs) as match:
-        match.start("candidate", (KERNELS / "attacks" / "rarely_wrong.py").read_text())
-        match.ready("candidate", Comparison("measured", "measured", "", {}))
+        match.start("checker", (KERNELS / "attacks" / "rarely_wrong.py").read_text())
+        match.ready("checker", Comparison("measured", "measured", "", {}))
         with pytest.raises(exactness.ExactnessFailure, match="is not the nearest by ADC") as e:
-            exactness.check(match.workers["candidate"], wls, np.arange(len(qs)), 0.01)
+            exactness.check(match, "checker", np.arange(len(qs)), 0.01)
     assert e.value.kind == "contract"
 
 

@@ -65,6 +65,20 @@ def test_baseline_on_real_siftsmall(data_dir, siftsmall_dir):
     print(f"siftsmall baseline: recall_at_10={r.block['recall_at_10']} recall_10_at_10={r.block['recall_10_at_10']}")
     assert float(r.block["recall_at_10"]) >= 0.95
     assert r.block["num_base"] == "10000" and r.block["num_queries"] == "100"
+    assert r.block["queries"] == "fixed, the fixture's first 100 queries" and r.block["recall_delta"] == "0.0000"
+    fresh = run_runner(data_dir, "--source", "siftsmall", "--fresh-queries")  # too few to draw fresh ones: it says so
+    assert fresh.code == 0 and fresh.block["queries"] == "fixed, siftsmall has only 100 queries, too few to draw fresh ones"
+
+
+def test_fresh_queries_are_new_each_run_and_replayable(data_dir, tmp_path):
+    runs = [run_runner(data_dir, "--source", "smoke", "--fresh-queries", "--result-json", str(tmp_path / f"{i}.json"))
+            for i in range(2)]
+    seeds = [r.block["queries"] for r in runs]
+    assert all(r.code == 0 for r in runs) and seeds[0].startswith("fresh, seed 0x") and seeds[0] != seeds[1]
+    again = run_runner(data_dir, "--source", "smoke", "--query-seed", seeds[0].split()[-1])
+    assert again.code == 0 and again.block["queries"] == seeds[0] and again.block["recall_at_10"] == runs[0].block["recall_at_10"]
+    bad = run_runner(data_dir, "--source", "smoke", "--query-seed", "nonsense")
+    assert bad.code == 1 and "is not a number" in bad.stderr
 
 
 def test_numpy_kernel_passes(data_dir):

@@ -61,12 +61,23 @@ def _commit_kernel(repo: Path, env: dict, source: str, message: str) -> str:
     return commit_all(repo, env, message)
 
 
-@pytest.fixture()
-def repo(tmp_path, data_dir):
-    path = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, data_dir):
+    """A clone whose seed is recorded as the baseline, once for the module: ``(repo, env, baseline sha)``."""
+    path = tmp_path_factory.mktemp("rules") / "repo"
     path.mkdir()
     env = small_fixture_env(data_dir)
-    scratch_repo(path, env)
+    sha = scratch_repo(path, env)
+    assert _trial(path, env, "baseline")["code"] == 0
+    return path, env, sha
+
+
+@pytest.fixture()
+def repo(recorded, request):
+    """A branch of its own off the recorded baseline."""
+    path, env, sha = recorded
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
+    subprocess.run(["git", "checkout", "-q", "-B", f"autoresearch/{name}", sha], cwd=path, check=True)
     return path, env
 
 
@@ -79,8 +90,8 @@ def test_simplicity_is_measured_on_the_syntax_tree():
 
 def test_a_simplification_is_kept(repo):
     path, env = repo
-    _commit_kernel(path, env, HAND_TRANSPOSE, "the hand-written transpose")
-    assert _trial(path, env, "baseline")["code"] == 0
+    kept = _commit_kernel(path, env, HAND_TRANSPOSE, "the hand-written transpose")
+    _forge(path, kept, "keep", "kept earlier")  # as if a trial had kept it over the seed
     simpler = _commit_kernel(path, env, (DEMO / "relayout.py").read_text(), "numpy's transpose instead")
     s = _trial(path, env, "numpy's transpose instead")
     assert s["code"] == 0 and "verdict: keep (simpler:" in s["verdict"] and "stop=simpler" in s["verdict"], s["out"]
@@ -93,7 +104,7 @@ def test_a_simplification_is_kept(repo):
 def test_a_simpler_but_slower_candidate_is_not_kept(repo):
     path, env = repo
     incumbent = _commit_kernel(path, env, _repeated(33, dead=True), "the seed 33 times over, and a dead function")
-    _forge(path, incumbent, "baseline", "recorded earlier")  # its own baseline trial would take a minute here
+    _forge(path, incumbent, "keep", "kept earlier")  # a trial of it would take a minute here
     _commit_kernel(path, env, _repeated(34), "no dead function, one more repetition: simpler and 3% slower")
     s = _trial(path, env, "simpler and 3% slower", "--cap-seconds", "15")
     assert s["code"] == 1 and s["verdict"].startswith("verdict: discard"), s["out"]
@@ -114,7 +125,6 @@ def _forge(path: Path, commit: str, status: str, description: str) -> None:
                                              ("raises.py", "kernel bug")])
 def test_a_kept_incumbent_that_fails_is_revoked_and_the_way_back_is_given(repo, broken, failure):
     path, env = repo
-    assert _trial(path, env, "baseline")["code"] == 0
     baseline = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True).stdout.strip()
     bad = _commit_kernel(path, env, (KERNELS / broken).read_text(), "a kernel kept before its bug was seen")
     _forge(path, bad, "keep", "a kernel kept before its bug was seen")
@@ -144,7 +154,6 @@ COSTLY = (KERNELS / "attacks" / "costly_setup.py").read_text()
     ids=["in prepare", "in the first search", "in untimed calls"])
 def test_work_outside_the_timed_calls_is_a_crash(repo, attack, message):
     path, env = repo
-    assert _trial(path, env, "baseline")["code"] == 0
     incumbent = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True).stdout.strip()
     _commit_kernel(path, env, attack, "work outside the timed calls")
     s = _trial(path, env, "work outside the timed calls")
@@ -154,7 +163,6 @@ def test_work_outside_the_timed_calls_is_a_crash(repo, attack, message):
 
 def test_a_branch_is_judged_the_way_its_baseline_was(repo):
     path, env = repo
-    assert _trial(path, env, "baseline")["code"] == 0
     rows = (path / "results.tsv").read_text()
     candidate = _commit_kernel(path, env, (DEMO / "relayout.py").read_text(), "the re-layout")
     for options, what in ((["--workload", "flat"], "workloads flat"), (["--no-jail"], "jail off")):
@@ -162,4 +170,5 @@ def test_a_branch_is_judged_the_way_its_baseline_was(repo):
         assert s["code"] == 5 and s["verdict"].startswith("verdict: refused (this branch's baseline was judged with"), s["out"]
         assert f"this trial would judge with {what}" in s["verdict"] and "start a new branch" in s["verdict"]
         assert s["head"] == candidate and (path / "results.tsv").read_text() == rows  # nothing touched, no row
-    assert s["rows"][0]["workloads"] == "flat,ivf,real" and s["rows"][0]["jail"] == "on"
+    baseline = next(r for r in s["rows"] if r["status"] == "baseline")
+    assert baseline["workloads"] == "flat,ivf,real@20000" and baseline["jail"] == "on"

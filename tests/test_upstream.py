@@ -63,7 +63,7 @@ def test_upstream_page_for_a_kept_win(tmp_path, data_dir):
     assert "```diff" in md and 'id="diff"' in page
     dom = dump_dom(repo / "trials", f"upstream-{sha[:10]}.html", tmp_path / "profile")
     chart = dom.split('id="size-curve"')[1].split("</svg>")[0]
-    assert chart.count('class="size-point"') == (5 if have_siftsmall else 4) + (1 if have_siftsmall else 0)
+    assert chart.count('class="size-point"') == (5 + 3 if have_siftsmall else 4)  # siftsmall: its first 1k, 4k and 10k
     assert 'class="curve synthetic"' in chart and ('class="curve siftsmall"' in chart) == have_siftsmall
     assert dom.count("<tr") > 10 and "Where the win holds" in dom
 

@@ -13,8 +13,8 @@ paired comparison makes before each timed flat call. So:
   take 10-20 ms, their warm-up searches 2-90 ms (``scripts/prepare_cost.py``).
 - the comparison's untimed warm-up calls may cost at most ``UNTIMED_RATIO`` times the kernel's median
   timed call of that workload on average (CPU time, plus ``UNTIMED_SLACK_NS`` per call for the harness's
-  noise): warm-up vectors are base vectors, no harder to search than queries, and the calls are
-  interleaved with the timed ones, so a loaded machine slows both alike.
+  noise): a warm-up call searches a fresh query like a timed one, and the calls are interleaved with
+  the timed ones, so a loaded machine slows both alike.
 
 Over budget is the kernel's failure (a crash), with the figures.
 """

@@ -2,15 +2,21 @@
 
 The timed rounds of a trial check every result, but a decision may need only a few dozen
 queries, and a kernel wrong on one query in a few hundred would slip through. So before a
-candidate is kept (and before a baseline is recorded) its worker searches ``CHECK_QUERIES`` more
-fresh queries on each workload, which the judge checks exactly as it checks timed ones (the
-cheap checks at once, then the exact ADC top-k, rank by rank). The calls look like timed ones
-to the kernel: the same requests, one query each, and every timed result is checked too, so no
-call is one a kernel could safely get wrong. A kernel wrong on 1 query in 300 is caught with
+candidate is kept (and before a baseline is recorded) it searches ``CHECK_QUERIES`` more fresh
+queries on each workload, which the judge checks exactly as it checks timed ones (at once, then
+against the exact ADC top-k, rank by rank). A kernel wrong on 1 query in 300 is caught with
 probability 1 - (299/300)**2200, above 99.9%, by this phase alone.
 
-The judge computes the exact answers of each block in a thread while the worker searches the
-next one (the oracle is compiled ``nogil``), so the check costs about the kernel's own search time.
+A check the kernel could tell apart from the timed rounds is one it could pass while cheating in
+them, so nothing tells them apart: the check runs in a fresh worker of its own (started while the
+timed rounds' results are checked), which receives exactly what a worker of the timed rounds
+receives, from its first call: the same start-up, and then, round by round, the same requests of
+the same workloads in the same order, each flat query led by an untimed call on another fresh
+query. A kernel that counts its calls, or watches their pattern, to be exact only when checked
+meets the check at whatever call it cheats on.
+
+The judge computes the exact answers in a thread while the worker searches on (the oracle is
+compiled ``nogil``), so the check costs about the kernel's own search time.
 """
 
 from __future__ import annotations
@@ -19,12 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from pqkern.bench.session import KernelProcess, WorkerFailure
-from pqkern.bench.worker import ContractError
 from pqkern.bench.workloads import Checked
 
 CHECK_QUERIES = 2200  # per workload
-BLOCK = 50
+BATCH_ROUNDS = 25  # rounds whose results are rank-checked together
 
 
 class ExactnessFailure(Exception):
@@ -35,29 +39,37 @@ class ExactnessFailure(Exception):
         self.kind = kind
 
 
-def check(worker: KernelProcess, wls: dict, rows: np.ndarray, tolerance: float, log=None) -> dict[str, list[Checked]]:
-    """Search ``rows`` of the query set on every workload with ``worker``; return each workload's checked results.
+def check(match, label: str, rows: np.ndarray, tolerance: float, log=None) -> dict[str, list[Checked]]:
+    """Search ``rows`` of the query set on every workload with ``label``'s worker of ``match`` (a ``paired.Match``), in the
+    timed rounds' pattern; return each workload's checked results. Raises :class:`ExactnessFailure` naming the first
+    wrong query, or how the worker failed."""
+    from pqkern.bench.paired import Failed
 
-    Raises :class:`ExactnessFailure` naming the first wrong query (or how the worker failed)."""
-    out: dict[str, list[Checked]] = {w: [] for w in wls}
+    out: dict[str, list[Checked]] = {w: [] for w in match.wls}
+    pending: list[tuple[str, Checked, object]] = []
     with ThreadPoolExecutor(1) as pool:
-        pending = []
-        for name, wl in wls.items():
-            for a in range(0, len(rows), BLOCK):
-                part = rows[a: a + BLOCK]
-                try:
-                    block = worker.search(name, *wl.request(part, None), warm=False)
-                    checked = wl.check(part, block.ids, block.dists, tolerance)
-                except WorkerFailure as e:
-                    raise ExactnessFailure(e.kind, f"exactness check, {name}: {e}") from None
-                except ContractError as e:
-                    raise ExactnessFailure("contract", f"exactness check, {name}: {e}") from None
-                out[name].append(checked)
-                pending.append((name, pool.submit(wl.rank_problem, checked, tolerance)))
-            if log:
-                log(f"exactness: {name}: {len(rows)} queries searched")
-        for name, future in pending:
+        try:
+            batch: dict[str, list[Checked]] = {w: [] for w in match.wls}
+            rounds = match.rounds_in(rows)
+            for t in range(rounds):
+                for w in match.wls:
+                    for warm_row, row in match.calls(w, t, rows):
+                        _, checked, warm = match.search(label, w, warm_row, row)
+                        batch[w] += [checked] + ([warm] if warm is not None else [])
+                if (t + 1) % BATCH_ROUNDS == 0 or t + 1 == rounds:
+                    for w, got in batch.items():
+                        if got:
+                            merged = Checked(np.concatenate([c.rows for c in got]), np.concatenate([c.ids for c in got]),
+                                             np.concatenate([c.ref for c in got]), max(c.worst for c in got))
+                            out[w].append(merged)
+                            pending.append((w, merged, pool.submit(match.wls[w].rank_problem, merged, tolerance)))
+                    batch = {w: [] for w in match.wls}
+        except Failed as e:
+            raise ExactnessFailure(e.kind, f"exactness check: {e}") from None
+        if log:
+            log(f"exactness: {rounds} rounds, {sum(len(c.rows) for got in out.values() for c in got)} results")
+        for w, _, future in pending:
             problem = future.result()
             if problem:
-                raise ExactnessFailure("contract", f"exactness check, {name}: {problem}")
+                raise ExactnessFailure("contract", f"exactness check, {w}: {problem}")
     return out

@@ -5,8 +5,9 @@ module, dispatchers, index or numba configuration. A :class:`Match` holds the wo
 run on the same workloads and the same queries (fresh ones, ``queries.py``, unless told
 otherwise). The judge (this process) drives two of them in rounds (:meth:`Match.pair`). In each
 round, for each workload, it takes the next queries of the run's random order and has both
-kernels search each one, in a random order, each flat query led by one untimed call on a base
-vector so that each kernel's working set is as warm as a runner run leaves it. Per query,
+kernels search each one, in a random order, each flat query led by one untimed call on another
+fresh query (its result is checked too) so that each kernel's working set is as warm as a runner
+run leaves it. Every workload takes two queries a round. Per query,
 ``x = ln(cpu_first / cpu_second)`` (CPU time of the worker process around the call: time spent
 descheduled on a shared machine is not the kernel's), and the round's observation per workload
 is the mean ``x`` of its queries. Shared noise (another process on the core, frequency changes)
@@ -44,8 +45,9 @@ from pqkern.bench.workloads import REAL, WORKLOADS, Checked, K, Workload, judged
 
 POOL = 2000  # query-set rows for one comparison's rounds
 PAIRS = {"flat": 1, "ivf": 2}  # query pairs per workload per round (an IVF query costs about a third of a flat one at 1M)
-# An untimed call on a base vector before each timed flat call brings that kernel's working set (the same for every
+# An untimed call on another fresh query before each timed flat call brings that kernel's working set (the same for every
 # flat query) back to where a runner run keeps it; an IVF query probes other partitions than the last one did anyway.
+# Its result is checked like any other, and it looks like any other query to the kernel.
 WARM_CALLS = {"flat": True, "ivf": False}
 CAP_SECONDS = 30.0
 TOLERANCE = 0.01
@@ -148,8 +150,10 @@ class Match:
     """Kernels in jailed workers, on the same workloads and queries, for one run."""
 
     def __init__(self, wls: dict[str, Workload], queries: QuerySet, *, time_budget: float = 600.0, jail: bool = True,
-                 threads: int = 1, k: int = K, log=None):
+                 threads: int = 1, k: int = K, pairs: dict[str, int] | None = None, warm_calls: dict[str, bool] | None = None,
+                 log=None):
         self.wls, self.queries, self.k, self.jail, self.threads = wls, queries, k, jail, threads
+        self.pairs, self.warm_calls = pairs or PAIRS, warm_calls or WARM_CALLS
         self.deadline = time.monotonic() + time_budget
         self.warm = warm_vectors(queries.fx, queries.seed)  # for the workers' compile pass and start-up warm-up
         self.log = log or (lambda msg: None)
@@ -184,27 +188,47 @@ class Match:
                 if problem:
                     raise Failed(label, "contract", problem)
 
+    def calls(self, w: str, t: int, rows: np.ndarray) -> list[tuple[int | None, int]]:
+        """Workload ``w``'s calls in round ``t`` of a phase on ``rows``: ``(untimed warm-up row or None, timed row)``."""
+        kind = self.wls[w].kind
+        pairs, warm = self.pairs[kind], self.warm_calls[kind]
+        mine = [int(r) for r in rows[t * pairs * (1 + warm): (t + 1) * pairs * (1 + warm)]]
+        return [(mine[2 * i], mine[2 * i + 1]) for i in range(pairs)] if warm else [(None, r) for r in mine]
+
+    def rounds_in(self, rows: np.ndarray) -> int:
+        """How many rounds ``rows`` hold."""
+        return min(len(rows) // (self.pairs[wl.kind] * (1 + self.warm_calls[wl.kind])) for wl in self.wls.values())
+
+    def search(self, label: str, w: str, warm_row: int | None, row: int) -> tuple[Block, Checked, Checked | None]:
+        """One timed query of ``label``'s kernel (led by an untimed one on ``warm_row``), both results checked at once."""
+        wl = self.wls[w]
+        asked = np.array([row] if warm_row is None else [warm_row, row])
+        try:
+            block = self.workers[label].search(w, *wl.request(asked), warm=warm_row is not None)
+        except WorkerFailure as e:
+            raise Failed(label, e.kind, str(e)) from None
+        try:
+            checked = wl.check(asked[-1:], block.ids, block.dists, TOLERANCE)
+            warm = None if warm_row is None else wl.check(asked[:1], block.warm_ids, block.warm_dists, TOLERANCE)
+        except ContractError as e:
+            raise Failed(label, "contract", str(e)) from None
+        return block, checked, warm
+
     def pair(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, *, mode: str = "decide",
-             rounds: int | None = None, cap_seconds: float = CAP_SECONDS, pairs: dict[str, int] | None = None,
-             warm_calls: dict[str, bool] | None = None, simpler_margin: dict[str, float] | None = None) -> None:
+             rounds: int | None = None, cap_seconds: float = CAP_SECONDS,
+             simpler_margin: dict[str, float] | None = None) -> None:
         """Rounds of ``first`` against ``second`` on ``rows`` (in order) until decided, measured or capped: fills
         ``cmp``'s intervals, rounds, decision and stop (speed-ups are ``second``'s over ``first``)."""
         names = list(self.wls)
-        pairs = {w: (pairs or PAIRS)[self.wls[w].kind] for w in names}
-        warm_calls = {w: (warm_calls or WARM_CALLS)[self.wls[w].kind] for w in names}
         coin = rng(self.queries.seed or 0, "pairs") if self.queries.fresh else np.random.default_rng()
         per_round: dict[str, list[float]] = {w: [] for w in names}
         combined: list[float] = []
-        max_rounds = min(len(rows) // pairs[w] for w in names)
-        if rounds is not None:
-            max_rounds = min(max_rounds, rounds)
+        max_rounds = self.rounds_in(rows) if rounds is None else min(self.rounds_in(rows), rounds)
         start = time.monotonic()
         cmp.decision, cmp.stop = ("measured", "measured") if mode == "measure" else ("discard", "cap")
         for t in range(max_rounds):
             for w in names:
-                warm = self.wls[w].warm
-                xs = [self._pair(w, first, second, rows[i], warm[i % len(warm)] if warm_calls[w] else None, coin, t)
-                      for i in range(t * pairs[w], (t + 1) * pairs[w])]
+                xs = [self._pair(w, first, second, warm_row, row, coin, t) for warm_row, row in self.calls(w, t, rows)]
                 per_round[w].append(float(np.mean(xs)))
             combined.append(float(np.mean([per_round[w][-1] for w in names])))
             cmp.intervals = {w: sequential.interval(per_round[w]) for w in names}
@@ -222,23 +246,15 @@ class Match:
         if mode == "decide":
             cmp.stop = rule.at_cap(cmp.intervals)
 
-    def _pair(self, w: str, first: str, second: str, row: int, warm: np.ndarray | None, coin, t: int) -> float:
-        """One query searched by both kernels back to back, in a random order, both results checked at once."""
+    def _pair(self, w: str, first: str, second: str, warm_row: int | None, row: int, coin, t: int) -> float:
+        """One query searched by both kernels back to back, in a random order, every result checked at once."""
         labels = (first, second) if coin.random() < 0.5 else (second, first)
-        rows = np.array([row])
-        request = self.wls[w].request(rows, warm)
         blocks = {}
         for label in labels:
-            try:
-                blocks[label] = self.workers[label].search(w, *request, warm=warm is not None)
-            except WorkerFailure as e:
-                raise Failed(label, e.kind, str(e)) from None
-        for label in labels:
-            try:
-                checked = self.wls[w].check(rows, blocks[label].ids, blocks[label].dists, TOLERANCE)
-            except ContractError as e:
-                raise Failed(label, "contract", str(e)) from None
+            blocks[label], checked, warm = self.search(label, w, warm_row, row)
             self.figures[label][w].add(checked, blocks[label])
+            if warm is not None:
+                self.figures[label][w].add(warm, None)
         a, b = blocks[first], blocks[second]
         self.records.append({"round": t, "workload": w, "query": int(row), "first": labels[0],
                              **{f"{label}_{clock}_ns": int(getattr(blocks[label], f"{clock}_ns")[0])
@@ -326,15 +342,15 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
         cmp.decision, cmp.reason = "harness", str(e)
         return cmp
     rows = plan(queries, {"pair": POOL})["pair"]
-    with Match(wls, queries, time_budget=time_budget, jail=jail, threads=threads, k=k, log=log) as match:
+    with Match(wls, queries, time_budget=time_budget, jail=jail, threads=threads, k=k, pairs=pairs, warm_calls=warm_calls,
+               log=log) as match:
         try:
             for label, source in (("incumbent", incumbent_source), ("candidate", candidate_source)):
                 match.start(label, source)
             for label in ("incumbent", "candidate"):
                 match.ready(label, cmp)
             cmp.timings["start-up"] = time.monotonic() - start
-            match.pair("incumbent", "candidate", rows, cmp, mode=mode, rounds=rounds, cap_seconds=cap_seconds,
-                       pairs=pairs, warm_calls=warm_calls)
+            match.pair("incumbent", "candidate", rows, cmp, mode=mode, rounds=rounds, cap_seconds=cap_seconds)
             cmp.timings["paired"] = time.monotonic() - start - cmp.timings["start-up"]
             for label in ("incumbent", "candidate"):
                 match.finish(label, cmp)

@@ -207,7 +207,7 @@ def _time_queries(worker: KernelProcess, wl, rows: np.ndarray):
     blocks = []
     for start in range(0, rows.size, BLOCK_QUERIES):
         part = rows[start: start + BLOCK_QUERIES]
-        queries, probes = wl.request(part, None)
+        queries, probes = wl.request(part)
         blocks.append(worker.search(wl.name, queries, probes, warm=False))
     worker.finish()
     return tuple(np.concatenate([getattr(b, f) for b in blocks]) for f in ("ids", "dists", "wall_ns", "cpu_ns"))

@@ -47,11 +47,13 @@ class WorkerFailure(Exception):
 class Block:
     """One block of searches as the worker answered it (``ids``/``dists``: (n, calls, k))."""
 
-    ids: np.ndarray
+    ids: np.ndarray  # the timed queries' results
     dists: np.ndarray
     wall_ns: np.ndarray  # per timed query
     cpu_ns: np.ndarray
     warm_cpu_ns: int = 0  # the untimed warm-up call's CPU, when the block had one
+    warm_ids: np.ndarray | None = None  # and its result, (1, calls, k)
+    warm_dists: np.ndarray | None = None
 
 
 def die_with_parent() -> None:
@@ -177,7 +179,8 @@ class KernelProcess:
         return self.prepare_ns
 
     def search(self, workload: str, queries: np.ndarray, probes: np.ndarray | None = None, warm: bool = True) -> Block:
-        """Search a block (with a leading untimed warm-up query when ``warm``); check the reported times."""
+        """Search a block (with a leading untimed warm-up query when ``warm``, whose result comes back apart); check the
+        reported times."""
         arrays = [np.asarray(queries, np.float32)] + ([np.asarray(probes, np.int32)] if probes is not None else [])
         cpu0 = _schedstat_ns(self.proc.pid, settle_s=0.05)
         t0 = time.perf_counter_ns()
@@ -193,7 +196,7 @@ class KernelProcess:
         if header.get("op") != "result" or len(out) != 4:
             raise WorkerFailure("died", "the worker's reply is not a search result")
         ids, dists, wall, cpu = out
-        if ids.shape != (n - warm, width, self.k) or dists.shape != ids.shape or wall.shape != (n,) or cpu.shape != (n,):
+        if ids.shape != (n, width, self.k) or dists.shape != ids.shape or wall.shape != (n,) or cpu.shape != (n,):
             raise WorkerFailure("contract", "the worker's reply has the wrong shape")
         measured = cpu0 is not None and cpu1 is not None
         if measured:
@@ -207,8 +210,9 @@ class KernelProcess:
         if problem:
             self.kill()
             raise WorkerFailure("contract", f"{workload} search: {problem}")
-        first = 1 if warm else 0
-        return Block(ids.astype(np.int64), dists.astype(np.float32), wall[first:], cpu[first:], int(cpu[0]) if warm else 0)
+        ids, dists, first = ids.astype(np.int64), dists.astype(np.float32), 1 if warm else 0
+        return Block(ids[first:], dists[first:], wall[first:], cpu[first:], int(cpu[0]) if warm else 0,
+                     ids[:first] if warm else None, dists[:first] if warm else None)
 
     def finish(self) -> int:
         """End the worker; return the kernel's peak resident-memory growth in kB."""

@@ -42,6 +42,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -95,7 +96,9 @@ def judging(args: argparse.Namespace) -> dict[str, str]:
         fid = fixture_id(source)
     except FixtureError as e:
         raise TrialError("harness", str(e)) from None
-    return {"fixture_id": fid, "workloads": ",".join(args.workload or judged(source)), "jail": "off" if args.no_jail else "on"}
+    workloads = [f"{REAL}@{os.environ['PQKERN_REAL_ROWS']}" if w == REAL and os.environ.get("PQKERN_REAL_ROWS") else w
+                 for w in args.workload or judged(source)]
+    return {"fixture_id": fid, "workloads": ",".join(workloads), "jail": "off" if args.no_jail else "on"}
 
 
 def preconditions(repo: Repo, chain: Chain, head: str, config: dict[str, str]) -> None:
@@ -215,7 +218,7 @@ class Trial:
         (self.dir / "incumbent_kernels.py").write_text(incumbent, encoding="utf-8")
         if self.incumbent and same_code(incumbent, candidate):
             return "keep", rule.explain("same-code")
-        workloads = list(self.config["workloads"].split(","))
+        workloads = [w.partition("@")[0] for w in self.config["workloads"].split(",")]
         margin = None
         if self.incumbent and code_size(candidate) < code_size(incumbent):
             margin = rule.spent_margin(self.chain.simpler_lows(workloads), workloads)
@@ -266,8 +269,10 @@ class Trial:
         cmp.timings["paired"] = time.monotonic() - t0
         keep = baseline or cmp.decision == "keep"
         t0 = time.monotonic()
-        if keep and not baseline:
-            match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))  # starts while the results are checked
+        if keep:  # they start up while the results are checked
+            match.start("checker", candidate)  # a fresh worker of the candidate for the exactness check
+            if not baseline:
+                match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
         match.finish("incumbent", cmp)
         if not keep:
             match.finish("candidate", cmp)  # its peak memory; nothing more to search
@@ -280,6 +285,10 @@ class Trial:
             if keep:
                 match.finish("candidate", cmp)
             return problem or (cmp.decision, cmp.reason)
+        try:
+            match.ready("checker", cmp)  # before anything is timed again: its start-up must not overlap the timing
+        except Failed as e:
+            raise Failed("candidate", e.kind, f"{e}") from None  # the checker is the candidate's kernel
         if not baseline:
             t0 = time.monotonic()
             self.seed_cmp = seed = Comparison("measured", "measured", "", {})
@@ -290,17 +299,15 @@ class Trial:
             match.summaries(seed, incumbent="seed")
             cmp.timings["seed measurement"] = time.monotonic() - t0
         t0 = time.monotonic()
+        match.finish("candidate", cmp)
         try:
-            extra = exactness.check(match.workers["candidate"], match.wls, rows["check"], TOLERANCE,
-                                    log=match.log)
-        except exactness.ExactnessFailure as e:
-            if e.kind == "contract":  # a wrong answer: the worker is alive, and its peak memory belongs in the block
-                match.finish("candidate", cmp)
-            raise Failed("candidate", e.kind, str(e)) from None
+            extra = exactness.check(match, "checker", rows["check"], TOLERANCE, log=match.log)
+            match.finish("checker", cmp)
+        except (Failed, exactness.ExactnessFailure) as e:
+            raise Failed("candidate", e.kind, f"{e}") from None  # the checker is the candidate's kernel
         for w, blocks in extra.items():
             for checked in blocks:
                 match.figures["candidate"][w].add(checked, None)
-        match.finish("candidate", cmp)
         match.summaries(cmp)
         cmp.timings["exactness"] = time.monotonic() - t0
         problem = self._problem(cmp)

@@ -7,7 +7,8 @@ temporary directory and imports it. It compiles the kernel on a small slice (so 
 is not the kernel's footprint), calls ``prepare`` for each workload, warms up on base vectors,
 and then answers the judge's requests: each ``search`` request brings its query vectors (the
 worker never holds queries it has not been asked), and each call is timed with the wall and
-the CPU clock, bound before the kernel was imported. The judge checks everything it returns.
+the CPU clock, bound before the kernel was imported; every result goes back, the untimed
+warm-up call's too. The judge checks everything it returns.
 
 Workloads: ``flat`` is one index over all codes; ``ivf`` is one index per IVF partition
 (``prepare`` once per partition) and one ``search`` per probed partition with that
@@ -134,9 +135,9 @@ class Workload:
 
 
 def _search_block(kernel, wl: Workload, k: int, queries: np.ndarray, probes: np.ndarray | None, warm: bool):
-    """Time each query of the block (the first one untimed when ``warm``); return ids, dists, wall and CPU ns,
-    and the CPU this (main) thread spent inside the timed calls, which the judge checks against what the
-    operating system accounted to this thread."""
+    """Time each query of the block (the judge treats the first one as untimed when ``warm``); return every query's
+    ids, dists, wall and CPU ns, and the CPU this (main) thread spent inside the calls, which the judge checks against
+    what the operating system accounted to this thread."""
     inside = 0
     n = queries.shape[0]
     width = 1 if probes is None else probes.shape[1]
@@ -175,8 +176,7 @@ def _search_block(kernel, wl: Workload, k: int, queries: np.ndarray, probes: np.
             if res is not None:
                 ids, dists = check_result(res, kk, f"{wl.name} query {j} call {i}")
                 out_ids[j, i, :kk], out_d[j, i, :kk] = ids, dists
-    first = 1 if warm else 0
-    return out_ids[first:], out_d[first:], wall, cpu, inside
+    return out_ids, out_d, wall, cpu, inside
 
 
 def _enter_jail(tmp: Path, threads: int, forbid: list[str]) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from pqkern.bench.fixture import SYNTHETIC_SIZES, FixtureError, load_fixture, save_npy
 from pqkern.bench.oracle import FlatOracle
-from pqkern.bench.queries import QuerySet, fixed_queries, fresh_queries, warm_vectors
+from pqkern.bench.queries import QuerySet, fixed_queries, fresh_queries
 from pqkern.bench.worker import ContractError
 
 K = 10
@@ -113,7 +113,6 @@ class Workload:
 
     def __init__(self, fx, queries: QuerySet, k: int = K):
         self.fx, self.queries, self.k = fx, queries, k
-        self.warm = warm_vectors(fx, queries.seed)  # base vectors for its untimed warm-up calls
         self.answers: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row -> the exact top-k (ids, dists)
 
     def spec(self) -> dict:
@@ -183,10 +182,9 @@ class FlatWorkload(Workload):
     def _compute(self, rows: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.flat_oracle.compute(self.queries.vectors[rows], self.k, bounds)
 
-    def request(self, rows: np.ndarray, warm: np.ndarray | None) -> tuple[np.ndarray, None]:
-        """The block to send: the query vectors, after the warm-up vector when there is one."""
-        queries = self.queries.vectors[rows]
-        return (queries if warm is None else np.concatenate([warm[None, :], queries])), None
+    def request(self, rows: np.ndarray) -> tuple[np.ndarray, None]:
+        """The block to send for these rows: their query vectors."""
+        return self.queries.vectors[rows], None
 
     def check(self, rows: np.ndarray, ids: np.ndarray, dists: np.ndarray, tolerance: float) -> Checked:
         """Check results (n, 1, k) at once; raises ContractError for a broken one."""
@@ -227,14 +225,9 @@ class IvfWorkload(Workload):
     def _compute(self, rows: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.ivf.screened_topk(self._residuals[rows], self._probes[rows], self.k, bounds)
 
-    def request(self, rows: np.ndarray, warm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The block to send: each query's residuals on its probed partitions, and the partitions."""
-        residuals, probes = self._residuals[rows], self._probes[rows]
-        if warm is not None:
-            warm_probes = self.ivf.probes_of(warm[None, :])
-            residuals = np.concatenate([self.ivf.residuals_of(warm[None, :], warm_probes), residuals])
-            probes = np.concatenate([warm_probes, probes])
-        return residuals, probes
+    def request(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The block to send for these rows: each query's residuals on its probed partitions, and the partitions."""
+        return self._residuals[rows], self._probes[rows]
 
     def check(self, rows: np.ndarray, ids: np.ndarray, dists: np.ndarray, tolerance: float) -> Checked:
         """As FlatWorkload.check, for (n, nprobes, k) results in partition-local ids; merges them by (distance, id)."""

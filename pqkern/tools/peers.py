@@ -181,7 +181,7 @@ def kernel_times(fx, workload: str, paths: list[Path], qset: QuerySet, k: int = 
             worker.ready()
         blocks: list[list] = [[] for _ in workers]
         for turn, a in enumerate(range(0, n, INTERLEAVE)):
-            request = wl.request(np.arange(a, min(a + INTERLEAVE, n)), None)
+            request = wl.request(np.arange(a, min(a + INTERLEAVE, n)))
             for i in np.roll(np.arange(len(workers)), -turn):
                 blocks[i].append(workers[i].search(workload, *request, warm=False))
         for worker in workers:

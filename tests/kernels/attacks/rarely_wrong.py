@@ -41,6 +41,6 @@ def prepare(codes, codebook):
 
 def search(index, query, k):
     rows, codebook = index
-    h = int(np.abs(query[::7]).sum() * 1000.0) % RATE
+    h = int(abs(float(query[::7].sum())) * 7919.0 + abs(float(query[5])) * 131.0) % RATE
     wrong = 1 if h == 0 and rows.shape[0] > k else 0
     return _scan(rows, codebook, query, k, wrong)

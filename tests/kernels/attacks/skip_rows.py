@@ -1,10 +1,10 @@
-"""Attack: honest distances, but the last third of the base is never scanned."""
+"""Attack: honest distances, but the last 2% of the base is never scanned (recall stays near the seed's)."""
 
 import numpy as np
 
 
 def prepare(codes, codebook):
-    return codes[:, : 2 * codes.shape[1] // 3], codebook
+    return codes[:, : codes.shape[1] - codes.shape[1] // 50], codebook
 
 
 def search(index, query, k):
