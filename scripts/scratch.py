@@ -59,7 +59,7 @@ def branch(repo: Path, name: str, incumbent_source: str) -> str:
     git(repo, "checkout", "-q", "-B", f"autoresearch/{name}", "origin/HEAD")
     (repo / "results.tsv").unlink(missing_ok=True)
     (repo / "pqkern" / "kernels.py").write_text(incumbent_source)
-    git(repo, "commit", "-qam", f"incumbent of {name}")
+    git(repo, "commit", "-q", "--allow-empty", "-am", f"incumbent of {name}")  # the seed may be the committed kernel
     return git(repo, "rev-parse", "HEAD")
 
 
