@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from pqkern.bench.fixture import data_dir, repo_root
+from pqkern.bench.paired import CAP_SECONDS
 from pqkern.tools.dashboard import NODE_MODULES
 
 KERNELS = Path(__file__).resolve().parent / "demo_kernels"
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-base", type=int, default=100_000, help="synthetic base vectors (default 100000)")
     p.add_argument("--default-fixture", action="store_true",
                    help="use the runner's default fixture instead (the 1M synthetic set, or SIFT1M when installed)")
-    p.add_argument("--cap-seconds", type=float, default=30.0, help="each trial's paired timing cap (default 30)")
+    p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS,
+                   help=f"each trial's paired timing cap (default {CAP_SECONDS:g})")
     p.add_argument("--no-asv", action="store_true", help="skip asv (no environment build, no dashboard)")
     args = p.parse_args(argv)
     start = time.monotonic()
