@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a trial costs, start to verdict, and where the time goes: a nil change, and a change of 10% or more.
 
-    scripts/trial_cost.py [--trials 10] [--workdir DIR]
+    scripts/trial_cost.py [--trials 10] [--case 'nil change'] [--workdir DIR]
 
 In a scratch clone on the runner's default fixture: the seed as the incumbent (recorded as the
 baseline), then ``--trials`` times each (reset in between) a nil change (the same kernel plus a
@@ -27,6 +27,7 @@ PHASES = ("start-up", "paired", "checks", "seed measurement", "exactness")
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--case", action="append", choices=["nil change", "10%+ change"], help="only these (default both)")
     ap.add_argument("--workdir")
     args = ap.parse_args()
     repo = clone(args.workdir, "trial-cost-")
@@ -36,6 +37,8 @@ def main() -> int:
     print(f"baseline: exit {base.code} {base.seconds:.0f}s {base.timings} {base.verdict[:200]}", flush=True)
     cases = {"nil change": incumbent_src + "\nUNUSED = 0\n", "10%+ change": (DEMO / "unrolled.py").read_text()}
     for name, text in cases.items():
+        if args.case and name not in args.case:
+            continue
         walls, phases = [], {p: [] for p in PHASES}
         for i in range(args.trials):
             commit(repo, text + f"\nTRY = {i}\n", f"{name} {i}")
