@@ -18,7 +18,10 @@ per call and return the last result, so the work, on both workloads, is exactly 
   dead-function an njit function nothing calls
   padding       a never-taken branch inside the hot loop (the k-th distance is never negative), 18 lines of arithmetic
 
-    scripts/verdict_power.py --trials 20 [--scenario aa --scenario dead-branch ...] [--load] [--workdir DIR]
+    scripts/verdict_power.py --trials 20 [--scenario aa --scenario dead-branch ...] [--load] [--decide-only] [--workdir DIR]
+
+``--decide-only`` runs the trial's decision alone (the paired check, the same rule and engine) without a keep's
+seed measurement and exactness check, which for the slow repeated kernels cost a minute per keep.
 
 ``--load`` holds a CPU-bound process on the other CPU for the whole run (the trial is pinned to
 the first CPU, the load to the second). The fixture comes from the usual variables, e.g.
@@ -31,11 +34,15 @@ wall time per trial (median and max).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
-from scratch import SEED, TESTS, branch, clone, commit, git, start_load, trial
+from scratch import SEED, TESTS, Outcome, branch, clone, commit, git, start_load, trial
 
 FAST = TESTS / "legit" / "pruned_unrolled.py"
 REPEAT = '''
@@ -96,11 +103,33 @@ def spread(values: list[float]) -> str:
             f"range {v.min():.3f}-{v.max():.3f}")
 
 
+def decide(repo: Path, incumbent_src: str, cpu: int | None) -> Outcome:
+    """The paired decision of the committed kernel against ``incumbent_src``, as a trial's verdict would read it."""
+    (repo.parent / "incumbent.py").write_text(incumbent_src)
+    out = repo.parent / "decision.json"
+    start = time.monotonic()
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    p = subprocess.run([*pin, sys.executable, "-m", "pqkern.bench.paired", "--incumbent", str(repo.parent / "incumbent.py"),
+                        "--candidate", "pqkern/kernels.py", "--mode", "decide", "--result-json", str(out)],
+                       cwd=repo, capture_output=True, text=True)
+    if p.returncode != 0 or not out.exists():
+        return Outcome(p.returncode or 6, (p.stdout + p.stderr).strip()[-300:], time.monotonic() - start, {})
+    r = json.loads(out.read_text())
+    out.unlink()
+    figures = " ".join(f"{'speedup' if w == 'combined' else w}={v['speedup']:.3f}x [{v['lo']:.3f}, {v['hi']:.3f}]"
+                       for w, v in r["intervals"].items())
+    verdict = f"decision: {r['decision']} {figures} stop={r['stop']} rounds={r['rounds']}"
+    return Outcome(0 if r["decision"] == "keep" else 1, verdict, time.monotonic() - start, r.get("timings", {}))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=20, help="trials per scenario (default 20)")
     ap.add_argument("--scenario", action="append", help="scenarios to run (default: aa, faster5, faster3, slower3)")
     ap.add_argument("--load", action="store_true", help="hold a CPU-bound process on the other CPU while trials run")
+    ap.add_argument("--decide-only", action="store_true",
+                    help="the paired decision alone (python -m pqkern.bench.paired --mode decide: the trial's first phase, "
+                         "the same rule), without the seed measurement and exactness check of a keep; much faster")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("trial_args", nargs="*", help="passed to pqkern-trial (after --)")
     args = ap.parse_args()
@@ -116,13 +145,14 @@ def main() -> int:
         for name in args.scenario or ["aa", "faster5", "faster3", "slower3"]:
             incumbent_src, candidate_src = table[name]
             incumbent = branch(repo, f"power-{name}", incumbent_src)
-            base = trial(repo, "baseline", args.trial_args, cpu)
-            print(f"{name} baseline: exit {base.code} {base.seconds:.0f}s {base.verdict}", flush=True)
+            if not args.decide_only:
+                base = trial(repo, "baseline", args.trial_args, cpu)
+                print(f"{name} baseline: exit {base.code} {base.seconds:.0f}s {base.verdict}", flush=True)
             kept, decisions, times = 0, {}, []
-            estimates: dict[str, list[float]] = {"speedup": [], "flat": [], "ivf": []}
+            estimates: dict[str, list[float]] = {"speedup": [], "flat": [], "ivf": [], "real": []}
             for i in range(args.trials):
                 commit(repo, candidate_src + f"\nTRY = {i}\n", f"{name} {i}")
-                t = trial(repo, f"{name} {i}", args.trial_args, cpu)
+                t = decide(repo, incumbent_src, cpu) if args.decide_only else trial(repo, f"{name} {i}", args.trial_args, cpu)
                 kept += t.code == 0
                 decisions[t.stop] = decisions.get(t.stop, 0) + 1
                 for part in estimates:
