@@ -49,8 +49,9 @@ PAIRS = {"flat": 1, "ivf": 2}  # query pairs per workload per round (an IVF quer
 # flat query) back to where a runner run keeps it; an IVF query probes other partitions than the last one did anyway.
 # Its result is checked like any other, and it looks like any other query to the kernel.
 WARM_CALLS = {"flat": True, "ivf": False}
-# Paired timing stops undecided after this long. A nil change must narrow the interval to +-1% (about 20-30 s at 1M with
-# three workloads); a gain of 3% or more needs a quarter of those rounds, so the cap costs real gains almost nothing.
+# Paired timing stops undecided after this long. A nil change must narrow the interval to +-1% (20-30 s of pairs at 1M
+# with three workloads), a 3% gain needs about a quarter of those rounds; but rounds of a slow kernel cost more, and a
+# 3% gain of a kernel several times slower than the seed may end undecided (measured: scripts/verdict_power.py).
 CAP_SECONDS = 20.0
 TOLERANCE = 0.01
 RECALL_SAMPLE = 250  # rows per workload on which absolute recall is measured (ground truth: a BLAS scan per fresh query)
