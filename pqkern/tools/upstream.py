@@ -36,7 +36,7 @@ SOURCES = ("synthetic", "imagesift", "siftsmall", "sift1m")
 ROUNDS = 40
 # A kept step smaller than this may be code generation alone: never-executed code (a branch never taken in the hot
 # loop, an unused function, padding) moved a kernel by up to this much here (scripts/verdict_power.py, codegen scenarios).
-CODEGEN_STEP = 1.05
+CODEGEN_STEP = 1.10  # code that never runs moved the pruned scan by up to 1.081x overall (scripts/verdict_power.py)
 TEMPLATE = _ENV.get_template("upstream.html.j2")
 
 
