@@ -59,8 +59,7 @@ def check(match, label: str, rows: np.ndarray, tolerance: float, log=None) -> di
                 if (t + 1) % BATCH_ROUNDS == 0 or t + 1 == rounds:
                     for w, got in batch.items():
                         if got:
-                            merged = Checked(np.concatenate([c.rows for c in got]), np.concatenate([c.ids for c in got]),
-                                             np.concatenate([c.ref for c in got]), max(c.worst for c in got))
+                            merged = Checked.join(got)
                             out[w].append(merged)
                             pending.append((w, merged, pool.submit(match.wls[w].rank_problem, merged, tolerance)))
                     batch = {w: [] for w in match.wls}

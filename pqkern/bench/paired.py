@@ -84,8 +84,8 @@ class KernelFigures:
         """``(rows, found ids, sorted reference distances)`` of every checked result, in the order searched."""
         if not self.checked:
             return np.empty(0, np.int64), np.empty((0, 0), np.int64), np.empty((0, 0))
-        return (np.concatenate([c.rows for c in self.checked]), np.concatenate([c.ids for c in self.checked]),
-                np.concatenate([c.ref for c in self.checked]))
+        joined = Checked.join(self.checked)
+        return joined.rows, joined.ids, joined.ref
 
     def summary(self, wl: Workload) -> dict:
         """Timed figures (geomean wall and CPU ns over the timed queries) and recall over every checked result."""

@@ -42,7 +42,6 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 import signal
 import socket
 import subprocess
@@ -59,7 +58,7 @@ from pqkern.bench.results import ResultsError, append_row, read_rows
 from pqkern.bench.runner import STATUS, format_block
 from pqkern.bench.session import die_with_parent
 from pqkern.bench.simplicity import code_size, same_code
-from pqkern.bench.workloads import REAL, WORKLOADS, judged, make
+from pqkern.bench.workloads import REAL, WORKLOADS, judged, make, real_rows
 
 KERNEL_PATH = "pqkern/kernels.py"
 EXIT = {"keep": 0, "baseline": 0, "discard": 1, "recall": 2, "timeout": 3, "crash": 4, "refused": 5, "harness": 6,
@@ -96,8 +95,7 @@ def judging(args: argparse.Namespace) -> dict[str, str]:
         fid = fixture_id(source)
     except FixtureError as e:
         raise TrialError("harness", str(e)) from None
-    workloads = [f"{REAL}@{os.environ['PQKERN_REAL_ROWS']}" if w == REAL and os.environ.get("PQKERN_REAL_ROWS") else w
-                 for w in args.workload or judged(source)]
+    workloads = [f"{REAL}@{real_rows()}" if w == REAL and real_rows() else w for w in args.workload or judged(source)]
     return {"fixture_id": fid, "workloads": ",".join(workloads), "jail": "off" if args.no_jail else "on"}
 
 

@@ -44,6 +44,12 @@ class Checked:
     ref: np.ndarray  # (n, k) their reference ADC distances, sorted
     worst: float  # the largest relative distance error
 
+    @classmethod
+    def join(cls, parts: list[Checked]) -> Checked:
+        """Blocks of results as one, in order (at least one block)."""
+        return cls(np.concatenate([c.rows for c in parts]), np.concatenate([c.ids for c in parts]),
+                   np.concatenate([c.ref for c in parts]), max(c.worst for c in parts))
+
 
 def judged(source: str) -> tuple[str, ...]:
     """The workloads a trial (and asv) judge on a fixture of ``source``: flat and ivf, and real descriptors too when it is
@@ -268,6 +274,11 @@ def real_unavailable(fx) -> str:
     return ""
 
 
+def real_rows() -> int | None:
+    """The real workload's prefix of rows (``PQKERN_REAL_ROWS``), or None for the whole imagesift base."""
+    return int(os.environ["PQKERN_REAL_ROWS"]) if os.environ.get("PQKERN_REAL_ROWS") else None
+
+
 def real_workload(queries: QuerySet, k: int = K) -> FlatWorkload:
     """The ``real`` workload: the imagesift fixture's flat scan, on queries of its own drawn from the same seed."""
     try:
@@ -276,8 +287,7 @@ def real_workload(queries: QuerySet, k: int = K) -> FlatWorkload:
         raise FixtureError(f"the real-descriptor workload (the trial's third when its fixture is synthetic) needs the "
                            f"imagesift fixture: {e}. Or judge without it: --workload flat --workload ivf") from None
     mine = fresh_queries(fx, queries.seed, len(queries)) if queries.fresh else fixed_queries(fx, len(queries))
-    rows = int(os.environ["PQKERN_REAL_ROWS"]) if os.environ.get("PQKERN_REAL_ROWS") else None
-    return FlatWorkload(fx, mine, k, rows, name=REAL)
+    return FlatWorkload(fx, mine, k, real_rows(), name=REAL)
 
 
 def make(name: str, fx, queries: QuerySet, k: int = K) -> Workload:
