@@ -135,3 +135,8 @@ class Kernel:
         return float(result["peak_mem_mb"]["candidate"])
 
     track_kernel_peak_mem_mb.unit = "MB"
+
+    def track_measured_by_trial(self, result):
+        return float(result.get("measured_by_trial", 0))
+
+    track_measured_by_trial.unit = "1: the trial's own measurement, 0: measured by asv"

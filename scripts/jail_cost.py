@@ -39,7 +39,7 @@ def main() -> int:
     wl = make(args.workload, fx, qs)
     source = args.kernel.read_text(encoding="utf-8")
     deadline = time.monotonic() + 3600
-    workers = {jailed: KernelProcess("jailed" if jailed else "free", source, {wl.name: wl.spec()}, warm_vectors(fx, None), K,
+    workers = {jailed: KernelProcess(source, {wl.name: wl.spec()}, warm_vectors(fx, None), K,
                                      deadline, jail=jailed) for jailed in (True, False)}
     rng = np.random.default_rng()
     ratios = []
@@ -49,9 +49,9 @@ def main() -> int:
         for qi in rng.permutation(len(qs)):
             cpu = {}
             for jailed in ((True, False) if rng.random() < 0.5 else (False, True)):
-                cpu[jailed] = workers[jailed].search(wl.name, *wl.request(np.array([qi])), warm=False).cpu_ns[0]
+                cpu[jailed] = workers[jailed].search(wl.name, *wl.request(np.array([qi]))).cpu_ns[0]
             ratios.append(math.log(cpu[True] / cpu[False]))
-        steps = {jailed: dict(w.steps_ns) for jailed, w in workers.items()}
+        steps = {jailed: dict(w.setup.steps_ns) for jailed, w in workers.items()}
     finally:
         for w in workers.values():
             w.close()

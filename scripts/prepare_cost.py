@@ -32,14 +32,14 @@ def main() -> int:
     wls = {w: make(w, fx, queries) for w in ("flat", "ivf")}
     print(f"{fx.fixture_id}: prepare + warm-up, seconds (budget: {prepare_budget(fx.num_base):.2f} s per workload)")
     for path in paths:
-        worker = KernelProcess(path.stem, path.read_text(encoding="utf-8"), {w: wl.spec() for w, wl in wls.items()},
+        worker = KernelProcess(path.read_text(encoding="utf-8"), {w: wl.spec() for w, wl in wls.items()},
                                warm_vectors(fx, None), K, time.monotonic() + 600)
         try:
             worker.ready()
         finally:
             worker.close()
         for w in wls:
-            prep, warm = worker.prepare_ns[w] / 1e9, worker.warm_ns[w] / 1e9
+            prep, warm = worker.setup.prepare_ns[w] / 1e9, worker.setup.warm_ns[w] / 1e9
             print(f"  {path.name:22} {w:5} prepare {prep:7.3f}  warm-up {warm:7.3f}  sum {prep + warm:7.3f}  "
                   f"({path.stat().st_size:,} bytes)", flush=True)
     return 0

@@ -46,11 +46,15 @@ def git(repo: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
-def clone(workdir: str | None, prefix: str) -> Path:
-    """A fresh clone of this repository's committed state in ``workdir`` (a new temporary folder by default)."""
+def clone(workdir: str | None, prefix: str, revision: str | None = None) -> Path:
+    """A fresh clone of this repository's committed state (at ``revision``: a commit to measure an older bench) in
+    ``workdir`` (a new temporary folder by default)."""
     work = Path(workdir or tempfile.mkdtemp(prefix=prefix))
     repo = work / "repo"
     subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    if revision:
+        git(repo, "checkout", "-q", "-B", "main", revision)
+        git(repo, "update-ref", "refs/remotes/origin/HEAD", revision)
     return repo
 
 
@@ -69,12 +73,15 @@ def commit(repo: Path, source: str, message: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def trial(repo: Path, description: str, extra: list[str] | None = None, cpu: int | None = None) -> Outcome:
-    """Run the real trial on HEAD (pinned to ``cpu`` if given); what it printed and its folder's phase times."""
+def trial(repo: Path, description: str, extra: list[str] | None = None, cpu: int | None = None,
+          asv: bool = False) -> Outcome:
+    """Run the real trial on HEAD (pinned to ``cpu`` if given; recording keeps in asv if ``asv``); what it printed and
+    its folder's phase times."""
     start = time.monotonic()
     head = git(repo, "rev-parse", "HEAD")[:10]
     pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    p = subprocess.run([*pin, sys.executable, "-m", "pqkern.bench.trial", description, "--no-asv", *(extra or [])],
+    p = subprocess.run([*pin, sys.executable, "-m", "pqkern.bench.trial", description, *([] if asv else ["--no-asv"]),
+                        *(extra or [])],
                        cwd=repo, capture_output=True, text=True)
     line = next((x for x in p.stdout.splitlines() if x.startswith("verdict:")), (p.stdout + p.stderr).strip()[-300:])
     folders = sorted((repo / "trials").glob(f"*-{head}/comparison.json"))

@@ -130,10 +130,12 @@ def main() -> int:
     ap.add_argument("--decide-only", action="store_true",
                     help="the paired decision alone (python -m pqkern.bench.paired --mode decide: the trial's first phase, "
                          "the same rule), without the seed measurement and exactness check of a keep; much faster")
+    ap.add_argument("--revision", help="measure the bench of this commit (default: the committed HEAD), e.g. the one before a "
+                    "change, to compare before and after in one run")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("trial_args", nargs="*", help="passed to pqkern-trial (after --)")
     args = ap.parse_args()
-    repo = clone(args.workdir, "verdict-power-")
+    repo = clone(args.workdir, "verdict-power-", args.revision)
     table = scenarios(SEED.read_text(), FAST.read_text())
     unknown = set(args.scenario or []) - set(table)
     if unknown:

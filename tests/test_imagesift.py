@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -60,8 +61,8 @@ def test_import_and_available_without_opencv():
 
 
 def test_the_fixture_is_verified_on_every_load(tmp_path, monkeypatch):
-    """A small real extraction through load_fixture: refused until its digest is accepted, then loaded, then refused
-    once a file is changed."""
+    """A small real extraction through load_fixture: its bytes are not the reference's, so it is a fixture of its own
+    (never mixed with the reference's history), refused once a file changes; an older recipe's is moved aside."""
     from pqkern.bench.fixture import FixtureError, load_fixture
 
     reason = imagesift.available()
@@ -71,20 +72,46 @@ def test_the_fixture_is_verified_on_every_load(tmp_path, monkeypatch):
     monkeypatch.setattr(imagesift, "BASE_IMAGES", ("microaneurysms", "clock"))
     monkeypatch.setattr(imagesift, "QUERY_IMAGES", ("text",))
     monkeypatch.setattr(imagesift, "SCALES", (1.0,))
-    with pytest.raises(FixtureError, match=r"not the reference .* other versions or CPUs give other descriptors.*"
-                                           r"PQKERN_IMAGESIFT_DIGEST=[0-9a-f]{64}"):
-        load_fixture("imagesift", data=tmp_path)
+    fx = load_fixture("imagesift", data=tmp_path)
     folder = tmp_path / imagesift.FOLDER
     digest = imagesift.digest(folder)
     record = json.loads((folder / "imagesift.json").read_text())
-    assert record["digest"] == digest and record["versions"]["scikit-image"] == imagesift.versions()["scikit-image"]
-    monkeypatch.setenv(imagesift.ACCEPT_ENV, digest)
-    fx = load_fixture("imagesift", data=tmp_path)
-    assert fx.fixture_id == f"imagesift-{digest[:12]}" and fx.base.dtype == np.uint8 and fx.codes.shape[1] == fx.num_base
+    assert record["digest"] == digest and record["recipe"] == imagesift.RECIPE
+    assert record["versions"]["scikit-image"] == imagesift.versions()["scikit-image"]
+    assert fx.fixture_id == f"imagesift-{digest[:12]}" and fx.cache_dir.name == fx.fixture_id
+    assert fx.base.dtype == np.uint8 and fx.codes.shape[1] == fx.num_base
     base, _ = imagesift.extract(("microaneurysms", "clock"), (1.0,))
     assert np.array_equal(np.asarray(fx.base), base)  # what was cached is what the extraction gives
     raw = bytearray((folder / imagesift.FILENAMES["base"]).read_bytes())
     raw[-1] ^= 1
     (folder / imagesift.FILENAMES["base"]).write_bytes(bytes(raw))
-    with pytest.raises(FixtureError, match="not the accepted"):
+    with pytest.raises(FixtureError, match="the files changed since.*Delete"):
         load_fixture("imagesift", data=tmp_path)
+    raw[-1] ^= 1
+    (folder / imagesift.FILENAMES["base"]).write_bytes(bytes(raw))
+    del record["recipe"]  # an extraction by the old, SIMD-dependent recipe: kept aside, extracted again
+    (folder / "imagesift.json").write_text(json.dumps(record))
+    again = load_fixture("imagesift", data=tmp_path)
+    assert again.fixture_id == fx.fixture_id and (tmp_path / f"imagesift.recipe1-{digest[:12]}").is_dir()
+
+
+def test_the_same_bytes_under_every_simd_dispatch_level():
+    """Other CPUs, stood in for by OPENCV_CPU_DISABLE: each level this CPU offers, in a fresh process, one digest. With
+    OpenCV's optimised paths on (the old recipe) the levels give different bytes, so the test can fail."""
+    reason = imagesift.available()
+    if reason:
+        pytest.skip(reason)
+    line = subprocess.run([sys.executable, "-c", "import cv2; print(cv2.getCPUFeaturesLine())"], capture_output=True,
+                          text=True, check=True).stdout.split()
+    optional = [f[1:] for f in line if f.startswith("*")][::-1]
+    if not optional:
+        pytest.skip(f"this CPU's OpenCV dispatches no optional SIMD level: {' '.join(line)}")
+    code = ("import hashlib, sys\nfrom pqkern.bench import imagesift\n"
+            f"d, _ = imagesift.extract({SMALL!r}, {SMALL_SCALES!r})\nprint(hashlib.sha256(d.tobytes()).hexdigest())")
+    digests = {}
+    for i in range(len(optional) + 1):
+        level = ",".join(optional[:i])
+        env = dict(os.environ, OPENCV_CPU_DISABLE=level)
+        digests[level] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                        check=True).stdout.split()[-1]
+    assert len(set(digests.values())) == 1, digests

@@ -32,7 +32,7 @@ def small_data(data_dir, tmp_path_factory):
     target = _fresh_copy(data_dir, tmp_path_factory.mktemp("ivf-a"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ivf, "TARGET_PARTITION_SIZE", PARTITION_SIZE)
-        ivf.load_ivf(load_fixture(**SMALL, data=target))
+        ivf.load_ivf(load_fixture(**SMALL, data=target), build=True)
     return target
 
 
@@ -40,7 +40,7 @@ def small_data(data_dir, tmp_path_factory):
 def built(small_data, monkeypatch):
     monkeypatch.setattr(ivf, "TARGET_PARTITION_SIZE", PARTITION_SIZE)
     fx = load_fixture(**SMALL, data=small_data)
-    return fx, ivf.load_ivf(fx)
+    return fx, ivf.load_ivf(fx, build=True)
 
 
 def test_num_partitions_is_lances_default():
@@ -114,8 +114,8 @@ def test_probes_residuals_and_oracle(built):
 
 def test_build_is_deterministic(small_data, tmp_path, monkeypatch):
     monkeypatch.setattr(ivf, "TARGET_PARTITION_SIZE", PARTITION_SIZE)
-    first = ivf.load_ivf(load_fixture(**SMALL, data=small_data))
-    second = ivf.load_ivf(load_fixture(**SMALL, data=_fresh_copy(small_data, tmp_path)))
+    first = ivf.load_ivf(load_fixture(**SMALL, data=small_data), build=True)
+    second = ivf.load_ivf(load_fixture(**SMALL, data=_fresh_copy(small_data, tmp_path)), build=True)
     assert (first.centroids_sha256, first.codebook_sha256) == (second.centroids_sha256, second.codebook_sha256)
     assert first.folder.name == second.folder.name and first.folder != second.folder
     for name in ("codes", "offsets", "row_ids"):
@@ -133,7 +133,7 @@ def test_a_tampered_quantizer_is_refused(small_data, tmp_path, monkeypatch, name
     raw[-1] ^= 1
     path.write_bytes(bytes(raw))
     with pytest.raises(FixtureError, match=f"ivf_{name}.npy: sha256 .* does not match the frozen .* IVF {what} was modified"):
-        ivf.load_ivf(fx)
+        ivf.load_ivf(fx, build=True)
 
 
 @pytest.mark.parametrize("missing", ["ivf_centroids.sha256", "ivf_centroids.npy", "ivf_codebook.npy"])
@@ -143,14 +143,14 @@ def test_a_half_missing_quantizer_is_never_retrained(small_data, tmp_path, monke
     fx = load_fixture(**SMALL, data=tmp_path / "data")
     (fx.cache_dir / missing).unlink()
     with pytest.raises(FixtureError, match=f"{missing} missing, .* will not be retrained silently"):
-        ivf.load_ivf(fx)
+        ivf.load_ivf(fx, build=True)
     assert not (fx.cache_dir / missing).exists()
 
 
 def test_a_quantizer_of_another_shape_is_refused(small_data, tmp_path):
     shutil.copytree(small_data, tmp_path / "data")  # built with 19 partitions; Lance's default here is 2
     with pytest.raises(FixtureError, match=r"ivf_centroids.npy: expected float32 \(2, 128\), found float32 \(19, 128\)"):
-        ivf.load_ivf(load_fixture(**SMALL, data=tmp_path / "data"))
+        ivf.load_ivf(load_fixture(**SMALL, data=tmp_path / "data"), build=True)
 
 
 def test_lance_and_faiss_search_the_same_layout_as_the_oracle(built):
@@ -174,3 +174,21 @@ def test_lance_and_faiss_search_the_same_layout_as_the_oracle(built):
             ref = peers.ivf_adc(lay, residuals[j], probes[j], ids, where)
             assert np.allclose(np.sort(ref), oracle_d[j], rtol=1e-5), (j, ids, oracle_ids[j])  # ties allowed
             assert np.allclose(dists, ref, rtol=1e-5)
+
+
+def test_the_judge_only_loads_the_layout(data_dir, tmp_path, monkeypatch):
+    """Nothing on the judge's path builds data: an unbuilt layout is an error naming the command that builds it, and
+    datasets.ensure (the data layer's entry point) builds it."""
+    from pqkern.bench import datasets
+    from pqkern.bench.queries import fixed_queries
+    from pqkern.bench.workloads import make
+
+    target = _fresh_copy(data_dir, tmp_path)
+    fx = load_fixture(**SMALL, data=target, build=False)
+    with pytest.raises(FixtureError, match=r"IVF layout is not built yet.*pqkern\.bench\.datasets"):
+        make("ivf", fx, fixed_queries(fx))
+    for key in ("num_base", "num_queries", "num_learn"):
+        monkeypatch.setenv(f"PQKERN_{key.upper()}", str(SMALL[key]))
+    assert datasets.missing(SMALL["source"], ["flat", "ivf"], data=target) == ["its IVF layout"]
+    with pytest.raises(FixtureError, match="not built yet"):
+        load_fixture(**SMALL, data=tmp_path / "empty", build=False)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from pqkern.bench.jail import describe_death
-from pqkern.bench.policy import FORBIDDEN_ATTRIBUTES, violations
+from pqkern.bench.policy import allowed_attributes, violations
 
 REPO = Path(__file__).resolve().parent.parent
 ATTACKS = REPO / "tests" / "kernels" / "attacks"
@@ -311,8 +311,9 @@ def test_policy_refuses_every_other_route(source, fragment):
     assert any(fragment in what for _, what in violations(source)), violations(source)
 
 
-def test_policy_denylist_covers_every_module_reachable_from_allowed_modules():
-    """Every attribute of numpy, numba, math, numba.types and numba.typed that yields another module is refused."""
+def test_the_allow_list_reaches_no_other_module_and_no_introspection():
+    """No attribute of numpy, numba, math, numba.types or numba.typed that yields another module is allowed, nor any
+    name through which Python's introspection reaches frames, code, globals or the harness."""
     import math
 
     import numba
@@ -320,16 +321,23 @@ def test_policy_denylist_covers_every_module_reachable_from_allowed_modules():
 
     numba.typed.List, numba.typed.Dict  # noqa: B018  (load numba.typed's lazy submodules)
     allowed = (np, numba, math, numba.types, numba.typed)
-    missing = []
+    leaks = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for module in allowed:
             for name in dir(module):
                 value = getattr(module, name, None)
-                if isinstance(value, types.ModuleType) and not name.startswith("_") and not any(value is m for m in allowed):
-                    if name not in FORBIDDEN_ATTRIBUTES:
-                        missing.append(f"{module.__name__}.{name}")
-    assert not missing, f"add to FORBIDDEN_ATTRIBUTES: {missing}"
+                if isinstance(value, types.ModuleType) and not any(value is m for m in allowed):
+                    alias = {"numpy": "np"}.get(module.__name__, module.__name__)
+                    source = f"import numba\nimport numba.types\nimport numba.typed\nimport numpy as np\nimport math\n" \
+                             f"x = {alias}.{name}"
+                    if not violations(source):
+                        leaks.append(f"{module.__name__}.{name}")
+    assert not leaks, f"modules reachable through the allow-list: {leaks}"
+    introspection = {"f_globals", "f_locals", "f_back", "f_code", "gi_frame", "gi_code", "cr_frame", "ag_frame",
+                     "tb_frame", "tb_next", "co_filename", "co_consts", "cell_contents", "mro", "py_func", "modules",
+                     "datetime64", "timedelta64", "busday_count", "format", "ctypes", "base", "data", "load", "memmap"}
+    assert not introspection & allowed_attributes(), introspection & allowed_attributes()
 
 
 # ---------------------------------------------------------------- the jail

@@ -1,22 +1,24 @@
-"""Exactness proved before a keep (immutable bench): the candidate on thousands of fresh queries nobody timed.
+"""Exactness proved before a keep (immutable bench): the same paired rounds, carried on, every answer checked.
 
 The timed rounds of a trial check every result, but a decision may need only a few dozen
-queries, and a kernel wrong on one query in a few hundred would slip through. So before a
-candidate is kept (and before a baseline is recorded) it searches ``CHECK_QUERIES`` more fresh
-queries on each workload, which the judge checks exactly as it checks timed ones (at once, then
-against the exact ADC top-k, rank by rank). A kernel wrong on 1 query in 300 is caught with
-probability 1 - (299/300)**2200, above 99.9%, by this phase alone.
+queries, and a kernel wrong on one query in a few hundred would slip through. So once a
+candidate is decided a keep (and for a baseline), the rounds simply go on: the same two
+workers, the same partner, the same requests (one query a request, each timed query led by an
+untimed one), with no pause between the decision and the check, for ``CHECK_ROUNDS`` more
+rounds. The candidate searches ``CHECK_QUERIES`` more fresh queries on each workload, and so
+does its partner, the incumbent (which was kept before and is checked again). Every answer is
+checked against the exact ADC top-k, rank by rank, while the rounds go on (the judge computes the
+exact answers in a thread, bounded by the k-th distances the kernels returned).
 
-A check the kernel could tell apart from the timed rounds is one it could pass while cheating in
-them, so nothing tells them apart: the check runs in a fresh worker of its own (started while the
-timed rounds' results are checked), which receives exactly what a worker of the timed rounds
-receives, from its first call: the same start-up, and then, round by round, the same requests of
-the same workloads in the same order, each flat query led by an untimed call on another fresh
-query. A kernel that counts its calls, or watches their pattern, to be exact only when checked
-meets the check at whatever call it cheats on.
+Nothing a kernel can see tells the check from the decision: no role (every worker starts the
+same way), no pause, no other partner, no other pattern of calls, so its call count and a
+coarse clock say nothing either. Both kernels of the trial get the check.
 
-The judge computes the exact answers in a thread while the worker searches on (the oracle is
-compiled ``nogil``), so the check costs about the kernel's own search time.
+What it catches: a kernel wrong on 1 query in 300, on every workload, is caught with probability
+``1 - (299/300) ** 2100`` = 99.9% by this phase alone (700 queries a workload, 2,100 in all); one
+wrong on a single workload only with ``1 - (299/300) ** 700`` = 90.3% at its keep, and again at
+the next keep, where it is the incumbent and searches as many (99.1% over both), besides the
+queries of every trial in between, in each of which it is the incumbent.
 """
 
 from __future__ import annotations
@@ -25,50 +27,30 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from pqkern.bench.workloads import Checked
-
-CHECK_QUERIES = 2200  # per workload
-BATCH_ROUNDS = 25  # rounds whose results are rank-checked together
-
-
-class ExactnessFailure(Exception):
-    """The candidate failed the exactness check; ``kind`` is contract (a wrong result) or the worker's failure kind."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
+CHECK_QUERIES = 700  # per workload, for each kernel of the pair (two per round: the untimed one and the timed one)
+CHECK_ROUNDS = CHECK_QUERIES // 2
+BATCH_ROUNDS = 25  # rounds whose exact answers are computed together, in the background
 
 
-def check(match, label: str, rows: np.ndarray, tolerance: float, log=None) -> dict[str, list[Checked]]:
-    """Search ``rows`` of the query set on every workload with ``label``'s worker of ``match`` (a ``paired.Match``), in the
-    timed rounds' pattern; return each workload's checked results. Raises :class:`ExactnessFailure` naming the first
-    wrong query, or how the worker failed."""
-    from pqkern.bench.paired import Failed
-
-    out: dict[str, list[Checked]] = {w: [] for w in match.wls}
-    pending: list[tuple[str, Checked, object]] = []
+def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, log=None) -> None:
+    """``CHECK_ROUNDS`` more rounds of ``first`` against ``second`` on ``rows`` (``paired.Match.pair`` in measure mode,
+    into ``cmp``), the exact answers of each batch computed in a thread while the next batch is searched. The caller's
+    ``Match.settle`` then checks every result (the answers are cached by then)."""
+    done = {w: sum(len(c.rows) for label in (first, second) for c in match.figures[label][w].checked) for w in match.wls}
     with ThreadPoolExecutor(1) as pool:
-        try:
-            batch: dict[str, list[Checked]] = {w: [] for w in match.wls}
-            rounds = match.rounds_in(rows)
-            for t in range(rounds):
-                for w in match.wls:
-                    for warm_row, row in match.calls(w, t, rows):
-                        _, checked, warm = match.search(label, w, warm_row, row)
-                        batch[w] += [checked] + ([warm] if warm is not None else [])
-                if (t + 1) % BATCH_ROUNDS == 0 or t + 1 == rounds:
-                    for w, got in batch.items():
-                        if got:
-                            merged = Checked.join(got)
-                            out[w].append(merged)
-                            pending.append((w, merged, pool.submit(match.wls[w].rank_problem, merged, tolerance)))
-                    batch = {w: [] for w in match.wls}
-        except Failed as e:
-            raise ExactnessFailure(e.kind, f"exactness check: {e}") from None
-        if log:
-            log(f"exactness: {rounds} rounds, {sum(len(c.rows) for got in out.values() for c in got)} results")
-        for w, _, future in pending:
-            problem = future.result()
-            if problem:
-                raise ExactnessFailure("contract", f"exactness check, {w}: {problem}")
-    return out
+        pending = []
+
+        def batch(round_: int) -> None:
+            if (round_ + 1) % BATCH_ROUNDS:
+                return
+            for w, wl in match.wls.items():
+                got = [match.figures[label][w].results() for label in (first, second)]
+                rows_, bounds = np.concatenate([g[0] for g in got]), np.concatenate([g[2][:, -1] for g in got])
+                pending.append(pool.submit(wl.oracle, rows_[done[w]:], bounds[done[w]:]))
+                done[w] = rows_.size
+
+        match.pair(first, second, rows, cmp, mode="measure", rounds=CHECK_ROUNDS, after_round=batch)
+        for future in pending:
+            future.result()
+    if log:
+        log(f"exactness: {cmp.rounds} more rounds, every answer checked")

@@ -167,7 +167,7 @@ def fixture_id(source: str, num_base: int | None = None, num_queries: int | None
     if source in SIFT_FILES or source == "imagesift":
         if num_base or num_queries or num_learn is not None:
             raise FixtureError(f"{source}: sizes are fixed by its files; --num-base/--num-queries apply to synthetic and smoke")
-        return imagesift.fixture_id() if source == "imagesift" else source
+        return imagesift.fixture_id(data_dir() / imagesift.FOLDER) if source == "imagesift" else source
     if source not in SYNTHETIC_SIZES:
         raise FixtureError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
     nb, nq, nl = _sizes(source, num_base, num_queries, num_learn)
@@ -193,7 +193,8 @@ def _raw_vectors(source: str, fid: str, cache: Path, data: Path, sizes: tuple[in
     if source == "imagesift":
         start = time.perf_counter()
         try:
-            base, queries = imagesift.load(data / imagesift.FOLDER, progress(f"{fid}: extracting SIFT (images)"))
+            base, queries = imagesift.load(data / imagesift.FOLDER, progress(f"{fid}: extracting SIFT (images)"),
+                                           say=lambda msg: print(f"[pqkern] {msg}", file=sys.stderr, flush=True))
         except (imagesift.ImagesiftError, VecsError, OSError) as e:
             raise FixtureError(str(e)) from e
         _step(fid, "descriptors ready", start)
@@ -274,21 +275,48 @@ def _cached(path: Path, build, expect_shape: tuple[int, ...], step: tuple[str, s
     return arr
 
 
+def prepared(source: str | None, data: str | os.PathLike | None = None, num_base: int | None = None,
+             num_queries: int | None = None, num_learn: int | None = None) -> bool:
+    """Whether the fixture is built: its vectors, its frozen codebook and its codes (it is verified when loaded)."""
+    data = Path(data).resolve() if data else data_dir()
+    source = source or default_source(data)
+    if source == "imagesift":
+        if not (data / imagesift.FOLDER / "imagesift.json").is_file():
+            return False
+        fid = imagesift.fixture_id(data / imagesift.FOLDER)
+    else:
+        try:
+            fid = fixture_id(source, num_base, num_queries, num_learn)
+        except FixtureError:
+            return False
+    cache = data / "cache" / fid
+    return (cache / "codebook.npy").is_file() and any(cache.glob("codes-*.npy")) and (cache / "queries.npy").is_file()
+
+
 def load_fixture(
     source: str | None = None,
     num_base: int | None = None,
     num_queries: int | None = None,
     num_learn: int | None = None,
     data: str | os.PathLike | None = None,
+    build: bool = True,
 ) -> Fixture:
-    """Load (building once, with progress on stderr) the named fixture."""
+    """Load (building once, with progress on stderr) the named fixture; with ``build=False`` (the judge), refuse one that
+    is not built yet instead."""
     data = Path(data).resolve() if data else data_dir()
     source = source or default_source(data)
+    if not build and not prepared(source, data, num_base, num_queries, num_learn):
+        raise FixtureError(f"the {source} fixture is not built yet in {data}: build it first with `python -m "
+                           f"pqkern.bench.datasets --source {source}` (pqkern-run and pqkern-trial do that themselves)")
     fid = fixture_id(source, num_base, num_queries, num_learn)
+    if source == "imagesift":  # its id depends on what the extraction gives on this machine
+        base, raw_queries, learn, gt = _raw_vectors(source, fid, data, data, None)
+        fid = imagesift.fixture_id(data / imagesift.FOLDER)
     cache = data / "cache" / fid
     cache.mkdir(parents=True, exist_ok=True)
     sizes = None if source in SIFT_FILES or source == "imagesift" else _sizes(source, num_base, num_queries, num_learn)
-    base, raw_queries, learn, gt = _raw_vectors(source, fid, cache, data, sizes)
+    if source != "imagesift":
+        base, raw_queries, learn, gt = _raw_vectors(source, fid, cache, data, sizes)
     train, trained_on = (learn, "the learn set") if learn is not None else (base, "the base set (no learn set)")
     codebook, cb_sha = _frozen_codebook(cache, fid, train, f"{trained_on}, {train.shape[0]} rows")
     nb, nq = base.shape[0], raw_queries.shape[0]

@@ -27,9 +27,19 @@ others 6 or fewer), kept together in the base. A query's nearest base row is at 
 (astronaut 225, rocket 223), as far as another image's is (per base image 172..276, median 251).
 
 Measured (opencv-python-headless 5.0.0.93, scikit-image 0.26.0, numpy 2.4.6, 2 shared vCPUs):
-621,971 rows, all distinct, mean value 27.6; base 594,966, query pool 27,005; 44-52 s wall, 2 GB
-peak (retina at 2x). Determinism holds per machine and library version (SIFT's float code is
-SIMD-dispatched per CPU); two processes gave the same sha256 (base 01de6399..., queries 91dfb277...).
+621,969 rows, all distinct, mean value 27.6; base 594,966, query pool 27,003; 25-52 s wall, 2 GB
+peak (retina at 2x).
+
+Determinism: OpenCV picks SIMD code paths per CPU at run time (SSE4, AVX, AVX2, AVX-512), and they
+round differently: with them on, each dispatch level gave other bytes. So extraction runs with
+OpenCV's optimised paths off (``cv2.setUseOptimized(False)``): then every x86-64 dispatch level gives
+the same bytes (``tests/test_imagesift.py`` extracts under each ``OPENCV_CPU_DISABLE`` level the CPU
+offers, in fresh processes; ``scripts/imagesift_dispatch.py`` prints digests and times), at no cost in
+time. Covered: x86-64 CPUs, with the pinned versions of the packages above. Not covered: other
+architectures (ARM's NEON paths were never measured) and other builds of OpenCV, scikit-image's
+images or numpy. A machine that gives other bytes is told at once (``CANARY``: a 1-second extraction
+of two small images, before the minutes of the whole), and its extraction becomes a fixture of its
+own, ``imagesift-<digest>``, never mixed with the reference history.
 """
 
 from __future__ import annotations
@@ -68,10 +78,13 @@ GRAY_WEIGHTS = (77, 150, 29)  # R, G, B; they sum to 256
 DISTRIBUTIONS = ("opencv-python-headless", "scikit-image", "numpy")
 FOLDER = "imagesift"  # in the data directory, beside sift/ and siftsmall/
 FILENAMES = {"base": "imagesift_base.bvecs", "queries": "imagesift_query.bvecs"}
-# What the pinned packages (opencv-python-headless 5.0.0.93, scikit-image 0.26.0) give on the machine this was measured on:
+RECIPE = 2  # 2: OpenCV's optimised paths off (the same bytes on every x86-64 CPU); 1 (no record): dispatched per CPU
+# What the pinned packages (opencv-python-headless 5.0.0.93, scikit-image 0.26.0) give with this recipe on x86-64:
 # sha256 over the two files' digests, base then queries (the query pool in its stored, shuffled order).
-REFERENCE_DIGEST = "10204dce93f0e3e8f1902693df1a5affb460714f3a68e8b2a6af58b8fa4cfbcd"
-ACCEPT_ENV = "PQKERN_IMAGESIFT_DIGEST"  # set to another digest to use descriptors that differ from the reference
+REFERENCE_DIGEST = "b4628a7600f4462df99dc147b6311bdde1211bb52325ae6fa68e8727eea3fb2b"
+# A quick extraction whose bytes say, before the whole is extracted, whether this machine gives the reference descriptors.
+CANARY = (("coins", "text"), (1.0, 2.0), "b2c1257fb95828e054ef9bbc1837ea65f46f9044e8919dd8192159abbb1c21ae")
+ACCEPT_ENV = "PQKERN_IMAGESIFT_DIGEST"  # set to a digest to accept descriptors that differ from the reference
 SHUFFLE_SEED = 0  # the query pool is stored in a fixed random order, so its first rows mix both images and every scale
 
 
@@ -150,6 +163,7 @@ def extract(names: Sequence[str], scales: Sequence[float] = SCALES,
     if missing:
         raise FileNotFoundError(f"not shipped with this scikit-image: {', '.join(missing)}")
     cv2.setNumThreads(1)
+    cv2.setUseOptimized(False)  # the plain C++ paths: the same bytes whatever SIMD the CPU has (see the docstring)
     sift = cv2.SIFT_create(**SIFT_PARAMS)
     rows, owner = [], []
     for i, name in enumerate(names):
@@ -190,10 +204,25 @@ def build(progress: Callable[[int, int], None] | None = None, workers: int | Non
     return np.ascontiguousarray(base), np.ascontiguousarray(queries)
 
 
-def fixture_id() -> str:
-    """``imagesift`` for the reference descriptors; ``imagesift-<digest>`` for an accepted other extraction."""
-    accepted = os.environ.get(ACCEPT_ENV, "")
-    return f"imagesift-{accepted[:12]}" if accepted and accepted != REFERENCE_DIGEST else "imagesift"
+def fixture_id(folder: Path) -> str:
+    """``imagesift`` for the reference descriptors; ``imagesift-<digest>`` for another extraction (a fixture of its own),
+    as the extraction in ``folder`` recorded it (the reference when nothing is extracted yet; :func:`load` verifies)."""
+    try:
+        found = json.loads((folder / "imagesift.json").read_text()).get("digest", REFERENCE_DIGEST)
+    except (OSError, ValueError):
+        found = REFERENCE_DIGEST
+    return "imagesift" if found == REFERENCE_DIGEST else f"imagesift-{found[:12]}"
+
+
+def canary() -> str:
+    """'' when this machine extracts the canary images as the reference machine did, else what differs."""
+    names, scales, expected = CANARY
+    found = hashlib.sha256(extract(names, scales)[0].tobytes()).hexdigest()
+    if found == expected:
+        return ""
+    return (f"this machine's OpenCV extracts other SIFT bytes than the reference (canary {found[:16]}..., reference "
+            f"{expected[:16]}...; {versions()}): its descriptors will be a fixture of their own, never mixed with the "
+            f"reference history")
 
 
 def _file_digest(path: Path) -> str:
@@ -224,7 +253,8 @@ def _extract_into(folder: Path, progress) -> None:
             write_vecs(tmp / FILENAMES[part], array)
         (tmp / "imagesift.json").write_text(json.dumps({
             "versions": versions(), "digest": digest(tmp), "rows": {"base": len(base), "queries": len(queries)},
-            "scales": SCALES, "sift": SIFT_PARAMS, "base_images": BASE_IMAGES, "query_images": QUERY_IMAGES}, indent=1) + "\n")
+            "scales": SCALES, "sift": SIFT_PARAMS, "base_images": BASE_IMAGES, "query_images": QUERY_IMAGES,
+            "recipe": RECIPE}, indent=1) + "\n")
         os.rename(tmp, folder)
     except OSError:
         if not folder.is_dir():
@@ -233,25 +263,49 @@ def _extract_into(folder: Path, progress) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load(folder: Path, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(base, query pool), memory-mapped: extracted into ``folder`` once, then verified against the reference (or
-    accepted) digest on every load; a difference is an ImagesiftError naming both digests and the versions."""
+def load(folder: Path, progress: Callable[[int, int], None] | None = None,
+         say: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(base, query pool), memory-mapped: extracted into ``folder`` once, then verified on every load.
+
+    Accepted: the reference digest; another digest named in ``PQKERN_IMAGESIFT_DIGEST``; or the digest recorded when this
+    recipe extracted the files here (another CPU or build: a fixture of its own, :func:`fixture_id`). An extraction by
+    an older recipe is moved aside and extracted again. Files that changed since they were extracted are an
+    ImagesiftError naming both digests."""
+    say = say or (lambda msg: None)
     paths = {p: folder / name for p, name in FILENAMES.items()}
     record = folder / "imagesift.json"
+    made = _record(record)
+    if folder.exists() and made.get("recipe") != RECIPE and made.get("digest") != os.environ.get(ACCEPT_ENV):
+        aside = folder.with_name(f"{folder.name}.recipe{made.get('recipe', 1)}-{str(made.get('digest', 'unknown'))[:12]}")
+        say(f"imagesift: {folder} was extracted by an older recipe (SIMD-dependent bytes): moved to {aside}, "
+            f"extracting again")
+        os.rename(folder, aside)
     if not folder.exists():
+        reason = available()
+        if reason:
+            raise ImagesiftError(reason)
+        differs = canary()
+        if differs:
+            say(f"imagesift: {differs}")
         _extract_into(folder, progress)
+        made = _record(record)
     missing = [p.name for p in (*paths.values(), record) if not p.is_file()]
     if missing:
         raise ImagesiftError(f"{folder}: {', '.join(missing)} missing: delete {folder} to extract the descriptors again")
     found = digest(folder)
-    expected = os.environ.get(ACCEPT_ENV) or REFERENCE_DIGEST
-    if found != expected:
-        made = json.loads(record.read_text()).get("versions", {}) if record.is_file() else {}
-        which = "accepted" if os.environ.get(ACCEPT_ENV) else "reference"
+    if found not in (REFERENCE_DIGEST, os.environ.get(ACCEPT_ENV), made.get("digest")):
         raise ImagesiftError(
-            f"{folder}: the descriptors have digest {found[:16]}..., not the {which} {expected[:16]}... (extracted with "
-            f"{made or 'unknown versions'}; the reference is opencv-python-headless 5.0.0.93, scikit-image 0.26.0 on the "
-            f"machine it was measured on): other versions or CPUs give other descriptors, which "
-            f"must not be mixed with history. Install the pinned versions ({INSTALL}) and delete {folder} to extract again, "
-            f"or accept these as a fixture of their own: {ACCEPT_ENV}={found}")
+            f"{folder}: the descriptors have digest {found[:16]}..., neither the reference {REFERENCE_DIGEST[:16]}... nor "
+            f"the {str(made.get('digest', 'unknown'))[:16]}... recorded when they were extracted "
+            f"({made.get('versions', 'unknown versions')}): the files changed since. Delete {folder} to extract them again")
+    if found != REFERENCE_DIGEST:
+        say(f"imagesift: using descriptors that differ from the reference (digest {found[:16]}...): fixture "
+            f"imagesift-{found[:12]}, recorded as such in results.tsv and asv")
     return tuple(read_vecs(paths[p], DIM) for p in ("base", "queries"))
+
+
+def _record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

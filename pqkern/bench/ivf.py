@@ -17,7 +17,7 @@ everything here is deterministic on every machine:
 
 The centroids and the residual codebook are trained once and frozen with their sha256, like
 the fixture's codebook; codes, offsets and row ids are derived, cached in a folder named
-after the parameters and both sha256 prefixes. ``load_ivf(fx)`` is the entry point.
+after the parameters and both sha256 prefixes. ``load_ivf(fx)`` loads it; ``datasets.ensure`` builds it.
 """
 
 from __future__ import annotations
@@ -162,8 +162,21 @@ def num_partitions(num_rows: int) -> int:
     return int(min(max(num_rows // TARGET_PARTITION_SIZE, 1), MAX_PARTITIONS))
 
 
-def load_ivf(fx) -> IvfFixture:
-    """The IVF_PQ layout of fixture ``fx``: trained and built once (progress on stderr), then loaded from the cache."""
+def built(fx) -> bool:
+    """Whether ``fx``'s IVF layout is trained and built (it may still fail its checks when loaded)."""
+    if _frozen_state(fx.cache_dir) == "absent":
+        return False
+    parts = num_partitions(fx.num_base)
+    return any((folder / "codes.npy").is_file() for folder in fx.cache_dir.glob(f"ivf-p{parts}-c*"))
+
+
+def load_ivf(fx, build: bool = False) -> IvfFixture:
+    """The IVF_PQ layout of fixture ``fx``, loaded and verified; with ``build``, trained and built first if it is not
+    (progress on stderr: ``datasets.ensure`` does that, never the judge)."""
+    if not build and not built(fx):
+        raise FixtureError(f"{fx.fixture_id}: the IVF layout is not built yet: build it first with "
+                           f"`python -m pqkern.bench.datasets --source {fx.source} --workload ivf` (pqkern-run and "
+                           f"pqkern-trial do that themselves)")
     n = fx.num_base
     parts = num_partitions(n)
     labels = None

@@ -33,7 +33,7 @@ def _try_lock(fd: int) -> bool:
 
 
 class TrialLock:
-    """The per-working-tree lock, held until the process exits."""
+    """The per-working-tree lock, held until :meth:`release` or the process exits."""
 
     def __init__(self, git_dir: Path, commit: str):
         self.path = git_dir / "pqkern-trial.lock"
@@ -46,6 +46,12 @@ class TrialLock:
                        f"since {since}) is running in this working tree: wait for its verdict; do not start a second one")
         os.ftruncate(self.fd, 0)
         os.write(self.fd, json.dumps({"pid": os.getpid(), "commit": commit, "started": time.time()}).encode())
+
+    def release(self) -> None:
+        """Let the next trial in (closing the descriptor drops the flock)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _read_info(path: Path) -> dict:

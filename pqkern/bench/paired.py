@@ -1,21 +1,24 @@
 """Paired, interleaved timing of kernels (immutable bench): the engine behind the trial's verdict, asv and the upstream page.
 
 Each kernel runs in its own jailed worker (``session.KernelProcess``), so none can reach another's
-module, dispatchers, index or numba configuration. A :class:`Match` holds the workers of one
-run on the same workloads and the same queries (fresh ones, ``queries.py``, unless told
-otherwise). The judge (this process) drives two of them in rounds (:meth:`Match.pair`). In each
-round, for each workload, it takes the next queries of the run's random order and has both
-kernels search each one, in a random order, each flat query led by one untimed call on another
-fresh query (its result is checked too) so that each kernel's working set is as warm as a runner
-run leaves it. Every workload takes two queries a round. Per query,
-``x = ln(cpu_first / cpu_second)`` (CPU time of the worker process around the call: time spent
-descheduled on a shared machine is not the kernel's), and the round's observation per workload
-is the mean ``x`` of its queries. Shared noise (another process on the core, frequency changes)
-hits both kernels of a pair alike and cancels.
+module, dispatchers, index or numba configuration, and none can tell which role it plays: every
+worker starts the same way (in a random order) and gets the same kind of requests. A
+:class:`Match` holds the workers of one run on the same workloads and the same queries (fresh
+ones, ``queries.py``, unless told otherwise). The judge (this process) drives two of them in
+rounds (:meth:`Match.pair`). In each round, for each workload, it takes the next queries of the
+run's random order and has both kernels search each one, in a random order, each timed query led
+by one untimed call on another fresh query (its result is checked too), so that whatever the
+other kernel left in the shared caches, each kernel's working set is as warm as its own last
+call left it. Per query, ``x = ln(cpu_first / cpu_second)``, where each CPU time is what the
+operating system accounted to that worker's process for the request, read by the judge
+(``session.py``): nothing a worker reports decides anything, and time spent descheduled on a
+shared machine is not the kernel's. The round's observation per workload is the mean ``x`` of its
+queries. Shared noise (another process on the core, frequency changes) hits both kernels of a
+pair alike and cancels.
 
 Every result is checked at once (``workloads.py``: types, ids, distances against the reference
-ADC) and, once the rounds are over, against the exact ADC top-k (:meth:`Match.settle`, which also
-measures recall). Nothing heavy runs on the judge's side while kernels are being timed.
+ADC) and, later, against the exact ADC top-k (:meth:`Match.settle`, which also measures recall).
+Nothing heavy runs on the judge's side while kernels are being timed for a decision.
 
 ``decide`` stops as soon as the confidence sequences (``sequential.py``) settle the keep rule
 (``rule.py``); ``measure`` runs a fixed number of rounds and only reports (the baseline, asv, the
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import subprocess
 import sys
 import time
@@ -37,18 +41,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import budget, recall, rule, sequential
+from pqkern.bench import budget, datasets, recall, rule, sequential
+from pqkern.bench.fixture import FixtureError
 from pqkern.bench.queries import QuerySet, draw_seed, fixed_queries, fresh_queries, parse_seed, rng, warm_vectors
 from pqkern.bench.session import Block, KernelProcess, WorkerFailure
 from pqkern.bench.worker import ContractError
 from pqkern.bench.workloads import REAL, WORKLOADS, Checked, K, Workload, judged, make, real_unavailable
 
 POOL = 2000  # query-set rows for one comparison's rounds
-PAIRS = {"flat": 1, "ivf": 2}  # query pairs per workload per round (an IVF query costs about a third of a flat one at 1M)
-# An untimed call on another fresh query before each timed flat call brings that kernel's working set (the same for every
-# flat query) back to where a runner run keeps it; an IVF query probes other partitions than the last one did anyway.
-# Its result is checked like any other, and it looks like any other query to the kernel.
-WARM_CALLS = {"flat": True, "ivf": False}
+PAIRS = {"flat": 1, "ivf": 1}  # query pairs per workload per round: two queries a round each, the untimed one and the timed
+# An untimed call on another fresh query before each timed call brings that kernel's working set (its code, its tables,
+# the codebook, the flat codes) back to where its own last call left it, whatever the other kernel left in the shared
+# caches: a kernel that evicts them at the end of each call slows only itself. Its result is checked like any other,
+# and it looks like any other query to the kernel (each query is a request of its own).
+WARM_CALLS = {"flat": True, "ivf": True}
 # Paired timing stops undecided after this long. A nil change must narrow the interval to +-1% (20-30 s of pairs at 1M
 # with three workloads), a 3% gain needs about a quarter of those rounds; but rounds of a slow kernel cost more, and a
 # 3% gain of a kernel several times slower than the seed may end undecided (measured: scripts/verdict_power.py).
@@ -72,13 +78,14 @@ class KernelFigures:
     warm_cpu_ns: list[int] = field(default_factory=list)
     rank_problem: str = ""
 
-    def add(self, checked: Checked, block: Block | None) -> None:
+    def add(self, checked: Checked, block: Block | None, warm: Block | None = None) -> None:
+        """A checked result; ``block`` when it was timed, ``warm`` the untimed call that led it."""
         self.checked.append(checked)
         if block is not None:
             self.wall_ns.extend(int(v) for v in block.wall_ns)
             self.cpu_ns.extend(int(v) for v in block.cpu_ns)
-            if block.warm_cpu_ns:
-                self.warm_cpu_ns.append(block.warm_cpu_ns)
+        if warm is not None:
+            self.warm_cpu_ns.extend(int(v) for v in warm.cpu_ns)
 
     def results(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(rows, found ids, sorted reference distances)`` of every checked result, in the order searched."""
@@ -110,6 +117,7 @@ class Comparison:
     setup_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # prepare and its warm-up searches
     peak_mem_mb: dict[str, float] = field(default_factory=dict)
     rounds: int = 0
+    check_rounds: int = 0  # the rounds that went on for the exactness check after a keep decision
     seconds: float = 0.0
     contract_problem: str = ""  # the candidate's top-k is not the nearest by ADC (reported after recall)
     queries: str = ""  # which queries: "fresh, seed 0x..." once the run is over, or "fixed, ..."
@@ -119,6 +127,7 @@ class Comparison:
 
     def to_json(self) -> dict:
         return {"decision": self.decision, "stop": self.stop, "reason": self.reason, "rounds": self.rounds,
+                "check_rounds": self.check_rounds,
                 "contract_problem": self.contract_problem, "seconds": round(self.seconds, 3), "queries": self.queries,
                 "query_seed": self.query_seed, "timings": {k: round(v, 3) for k, v in self.timings.items()},
                 "intervals": {w: dict(zip(("speedup", "lo", "hi"), iv.as_ratio(), strict=True), rounds=iv.rounds, sd=iv.sd)
@@ -159,6 +168,7 @@ class Match:
         self.pairs, self.warm_calls = pairs or PAIRS, warm_calls or WARM_CALLS
         self.deadline = time.monotonic() + time_budget
         self.warm = warm_vectors(queries.fx, queries.seed)  # for the workers' compile pass and start-up warm-up
+        self.coin = rng(queries.seed or 0, "pairs") if queries.fresh else np.random.default_rng()  # who goes first
         self.log = log or (lambda msg: None)
         self.workers: dict[str, KernelProcess] = {}
         self.figures: dict[str, dict[str, KernelFigures]] = {}
@@ -171,10 +181,19 @@ class Match:
         self.close()
 
     def start(self, label: str, source: str) -> None:
-        """Start ``label``'s worker on ``source`` (it imports, compiles and prepares in the background)."""
-        self.workers[label] = KernelProcess(label, source, {w: wl.spec() for w, wl in self.wls.items()}, self.warm,
+        """Start ``label``'s worker on ``source`` (it imports and compiles in the background). The label stays here:
+        the worker is started exactly as every other."""
+        self.workers[label] = KernelProcess(source, {w: wl.spec() for w, wl in self.wls.items()}, self.warm,
                                             self.k, self.deadline, threads=self.threads, jail=self.jail)
         self.figures[label] = {w: KernelFigures() for w in self.wls}
+
+    def start_all(self, sources: dict[str, str]) -> None:
+        """Start these workers in a random order (nothing, not even the order of their process ids, says which is
+        which)."""
+        labels = list(sources)
+        random.SystemRandom().shuffle(labels)
+        for label in labels:
+            self.start(label, sources[label])
 
     def ready(self, label: str, cmp: Comparison, enforce_budget: bool = False) -> None:
         """Wait until ``label``'s kernel is prepared and warm; record its prepare time; check its budget if asked."""
@@ -183,11 +202,12 @@ class Match:
             worker.ready()
         except WorkerFailure as e:
             raise Failed(label, e.kind, str(e)) from None
-        cmp.prepare_seconds[label] = {w: ns / 1e9 for w, ns in worker.prepare_ns.items()}
-        cmp.setup_seconds[label] = {w: (ns + worker.warm_ns.get(w, 0)) / 1e9 for w, ns in worker.prepare_ns.items()}
+        setup = worker.setup
+        cmp.prepare_seconds[label] = {w: ns / 1e9 for w, ns in setup.prepare_ns.items()}
+        cmp.setup_seconds[label] = {w: (ns + setup.warm_ns.get(w, 0)) / 1e9 for w, ns in setup.prepare_ns.items()}
         if enforce_budget:
             for w, wl in self.wls.items():
-                problem = budget.prepare_problem(w, wl.num_rows, worker.prepare_ns[w])
+                problem = budget.prepare_problem(w, wl.num_rows, setup.prepare_ns[w])
                 if problem:
                     raise Failed(label, "contract", problem)
 
@@ -202,28 +222,31 @@ class Match:
         """How many rounds ``rows`` hold."""
         return min(len(rows) // (self.pairs[wl.kind] * (1 + self.warm_calls[wl.kind])) for wl in self.wls.values())
 
-    def search(self, label: str, w: str, warm_row: int | None, row: int) -> tuple[Block, Checked, Checked | None]:
-        """One timed query of ``label``'s kernel (led by an untimed one on ``warm_row``), both results checked at once."""
-        wl = self.wls[w]
-        asked = np.array([row] if warm_row is None else [warm_row, row])
+    def search(self, label: str, w: str, warm_row: int | None, row: int) -> tuple[Block, Checked, Block | None,
+                                                                                  Checked | None]:
+        """One timed query of ``label``'s kernel, led by an untimed one on ``warm_row`` (each a request of its own, the
+        same to the kernel), both results checked at once: ``(block, checked, warm block, warm checked)``."""
+        wl, worker = self.wls[w], self.workers[label]
         try:
-            block = self.workers[label].search(w, *wl.request(asked), warm=warm_row is not None)
+            warm = None if warm_row is None else worker.search(w, *wl.request(np.array([warm_row])))
+            block = worker.search(w, *wl.request(np.array([row])))
         except WorkerFailure as e:
             raise Failed(label, e.kind, str(e)) from None
         try:
-            checked = wl.check(asked[-1:], block.ids, block.dists, TOLERANCE)
-            warm = None if warm_row is None else wl.check(asked[:1], block.warm_ids, block.warm_dists, TOLERANCE)
+            checked = wl.check(np.array([row]), block.ids, block.dists, TOLERANCE)
+            warm_checked = None if warm is None else wl.check(np.array([warm_row]), warm.ids, warm.dists, TOLERANCE)
         except ContractError as e:
             raise Failed(label, "contract", str(e)) from None
-        return block, checked, warm
+        return block, checked, warm, warm_checked
 
     def pair(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, *, mode: str = "decide",
              rounds: int | None = None, cap_seconds: float = CAP_SECONDS,
-             simpler_margin: dict[str, float] | None = None) -> None:
+             simpler_margin: dict[str, float] | None = None, after_round=None) -> None:
         """Rounds of ``first`` against ``second`` on ``rows`` (in order) until decided, measured or capped: fills
-        ``cmp``'s intervals, rounds, decision and stop (speed-ups are ``second``'s over ``first``)."""
+        ``cmp``'s intervals, rounds, decision and stop (speed-ups are ``second``'s over ``first``). ``after_round(t)`` is
+        called after each round."""
         names = list(self.wls)
-        coin = rng(self.queries.seed or 0, "pairs") if self.queries.fresh else np.random.default_rng()
+        coin = self.coin
         per_round: dict[str, list[float]] = {w: [] for w in names}
         combined: list[float] = []
         max_rounds = self.rounds_in(rows) if rounds is None else min(self.rounds_in(rows), rounds)
@@ -239,6 +262,8 @@ class Match:
             cmp.rounds = t + 1
             if (t + 1) % 25 == 0:
                 self.log(_progress(cmp))
+            if after_round:
+                after_round(t)
             if mode == "decide" and t + 1 >= sequential.MIN_ROUNDS:
                 outcome = rule.decide(cmp.intervals, names, simpler_margin)
                 if outcome:
@@ -254,10 +279,10 @@ class Match:
         labels = (first, second) if coin.random() < 0.5 else (second, first)
         blocks = {}
         for label in labels:
-            blocks[label], checked, warm = self.search(label, w, warm_row, row)
-            self.figures[label][w].add(checked, blocks[label])
-            if warm is not None:
-                self.figures[label][w].add(warm, None)
+            blocks[label], checked, warm, warm_checked = self.search(label, w, warm_row, row)
+            self.figures[label][w].add(checked, blocks[label], warm)
+            if warm_checked is not None:
+                self.figures[label][w].add(warm_checked, None)
         a, b = blocks[first], blocks[second]
         self.records.append({"round": t, "workload": w, "query": int(row), "first": labels[0],
                              **{f"{label}_{clock}_ns": int(getattr(blocks[label], f"{clock}_ns")[0])
@@ -288,9 +313,9 @@ class Match:
     def untimed_problem(self, label: str, w: str) -> str:
         """The kernel's untimed work against its budget (``budget.py``): set-up (prepare and what its warm-up searches
         cost beyond searching), and the comparison's warm-up calls beside its timed calls."""
-        figures, worker, wl = self.figures[label][w], self.workers[label], self.wls[w]
-        return (budget.prepare_problem(w, wl.num_rows, worker.prepare_ns[w], worker.warm_ns.get(w, 0),
-                                       worker.warm_calls.get(w, 0), [t / wl.calls_per_query for t in figures.wall_ns])
+        figures, setup, wl = self.figures[label][w], self.workers[label].setup, self.wls[w]
+        return (budget.prepare_problem(w, wl.num_rows, setup.prepare_ns[w], setup.warm_ns.get(w, 0),
+                                       setup.warm_calls.get(w, 0), [t / wl.calls_per_query for t in figures.cpu_ns])
                 or budget.untimed_problem(w, figures.warm_cpu_ns, figures.cpu_ns))
 
     def summaries(self, cmp: Comparison, candidate: str = "candidate", incumbent: str = "incumbent") -> None:
@@ -340,16 +365,17 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
     queries = query_set(fx, POOL, query_seed, fixed)
     cmp = Comparison("measured", "measured", "", {})
     try:
+        datasets.extend(fx, workloads)  # built once, before anything is judged
+        cmp.timings["data"] = time.monotonic() - start
         wls = {w: make(w, fx, queries, k) for w in workloads}
-    except ValueError as e:
+    except (ValueError, FixtureError) as e:
         cmp.decision, cmp.reason = "harness", str(e)
         return cmp
     rows = plan(queries, {"pair": POOL})["pair"]
     with Match(wls, queries, time_budget=time_budget, jail=jail, threads=threads, k=k, pairs=pairs, warm_calls=warm_calls,
                log=log) as match:
         try:
-            for label, source in (("incumbent", incumbent_source), ("candidate", candidate_source)):
-                match.start(label, source)
+            match.start_all({"incumbent": incumbent_source, "candidate": candidate_source})
             for label in ("incumbent", "candidate"):
                 match.ready(label, cmp)
             cmp.timings["start-up"] = time.monotonic() - start
@@ -368,6 +394,15 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
     cmp.queries, cmp.query_seed = queries.describe(), (f"{queries.seed:#x}" if queries.fresh else "")
     cmp.seconds = time.monotonic() - start
     return cmp
+
+
+def summary(cmp: Comparison) -> str:
+    """The decision and one labelled line per workload: what the screening command prints."""
+    lines = [f"decision: {cmp.decision} ({cmp.stop}; {cmp.reason}) rounds={cmp.rounds} time={cmp.seconds:.0f}s"]
+    for w, iv in cmp.intervals.items():
+        s, lo, hi = iv.as_ratio()
+        lines.append(f"{w}: {s:.3f}x [{lo:.3f}, {hi:.3f}]")
+    return "\n".join(lines)
 
 
 def _progress(cmp: Comparison) -> str:
@@ -407,8 +442,10 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"an untimed call before each timed one (default {WARM_CALLS})")
     p.add_argument("--no-jail", action="store_true")
     p.add_argument("--result-json", help="write the comparison here")
+    p.add_argument("--summary", action="store_true", help="print only the decision and one labelled line per workload "
+                   "(estimate and 99%% interval of the candidate's speed-up over the incumbent) instead of the JSON")
     args = p.parse_args(argv)
-    from pqkern.bench.fixture import FixtureError, load_fixture
+    from pqkern.bench.fixture import load_fixture
     from pqkern.bench.policy import PolicyError, violations
 
     try:
@@ -433,7 +470,10 @@ def main(argv: list[str] | None = None) -> int:
                   warm_calls=None if args.warm_calls == "default" else dict.fromkeys(WORKLOADS, args.warm_calls == "both"),
                   log=lambda m: print(m, file=sys.stderr, flush=True))
     out = cmp.to_json()
-    print(json.dumps({k: v for k, v in out.items() if k != "records"}, indent=1))
+    if args.summary:
+        print(summary(cmp))
+    else:
+        print(json.dumps({k: v for k, v in out.items() if k != "records"}, indent=1))
     if args.result_json:
         Path(args.result_json).write_text(json.dumps(out) + "\n")
     return 0 if cmp.decision in ("keep", "discard", "measured") else 1

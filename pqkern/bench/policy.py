@@ -1,42 +1,39 @@
-"""Static policy for kernels.py (immutable bench): what the kernel may reach, checked before it runs.
+"""Static policy for kernels.py (immutable bench): an allow-list of what the kernel may name, checked before it runs.
 
-Imports are an allowlist: exactly ``numpy``, ``numba`` and ``math`` at the top level, plus the
-reviewed submodules in ``ALLOWED_SUBMODULES``; every other form is refused with its line
-(other modules, other submodules such as ``numpy.ctypeslib`` or ``numba.config``, relative and
-star imports; ``__import__`` and ``importlib`` are refused as names).
+A kernel may use plain Python and the public numpy and numba API; anything else is refused with
+its line and the name:
 
-Attributes are a denylist, not an allowlist: a kernel legitimately uses hundreds of numpy names
-(``np.empty``, dtypes, ``np.argpartition``...), and an allowlist of them would refuse good
-kernels for nothing. The denylist does not need to foresee every escape, because the two
-defences split the work:
-
-- Outside the process (files, processes, network, signals, ptrace) the OS jail
-  (pqkern/bench/jail.py) stops the kernel whatever route it found. The attack kernels in
-  tests/kernels/attacks/ show it: ``shell_ctypeslib.py`` (``np.ctypeslib`` -> ``libc.system``)
-  dies with SIGSYS and ``read_groundtruth.py`` gets PermissionError with this policy switched off.
-- Inside the process the jail can do nothing (``numba_config.py`` sets ``numba.config.OPT`` to
-  level 0 and so changes how everything compiled later in the worker is optimised; patching
-  ``np.ndarray`` would fool the harness's checks). Such tampering needs a module object or an object's internals, so the
-  policy refuses every route to them: every attribute name that leads from an allowed module to
-  another module (``np.ctypeslib``, ``np.lib``, ``numba.config``, ``numba.core``, ``numba.np``...;
-  tests/test_jail.py walks the installed numpy and numba to prove the list complete), private
-  and dunder attributes (``._core``, ``.__dict__``), introspection builtins (``getattr``,
-  ``vars``, ``type``...), and any use of a module other than reading one of its attributes
-  (``np.x = ...``, ``m = np``, ``f(np)``), so a module cannot be patched nor handed on.
+- **imports**: exactly ``numpy``, ``numba`` and ``math`` at the top level, plus ``numba.types`` and
+  ``numba.typed`` (``ALLOWED_SUBMODULES``); no other form (relative, star, other modules);
+- **names**: the names the file itself binds (its functions, variables, arguments, imports) and the
+  builtins of ``ALLOWED_BUILTINS`` (``range``, ``len``, ``min``, ``isinstance``, exceptions...). No
+  ``getattr``, ``globals``, ``type``, ``open``, ``__builtins__``, ``__file__`` or any other name;
+- **attributes**: the public names of numpy, numba, ``numba.types``, ``numba.typed``, ``math``, and of
+  arrays, dtypes, numpy scalars, typed containers and Python's own containers and numbers
+  (:func:`allowed_attributes`, read from the installed packages), minus ``DENIED``: numpy's clocks
+  (``datetime64``, ``timedelta64``, ``busday_*``), files and memory maps (``load``, ``tofile``,
+  ``memmap``...), raw memory (``ctypes``, ``base``, ``data``, ``setflags``), configuration, numba's
+  escapes from nopython mode (``objmode``, ``cfunc``, ``carray``...) and ``format`` (format strings read
+  attributes by name). Every attribute that yields a module is refused except ``numba.types`` and
+  ``numba.typed``; so are every private and dunder name, and therefore frames, code objects,
+  generator, coroutine and traceback internals (``f_globals``, ``gi_frame``, ``co_filename``,
+  ``tb_frame``...), none of which is on the list;
+- **modules** may only be read from (``np.x``), never assigned, deleted or handed on (``m = np``).
 
 Size: the source may be at most ``MAX_SOURCE_BYTES`` (32 KiB). The kernels agents write (the demo
 kernels, the legitimate kernels in the tests, pruned and unrolled scans) are 1.5-6 KiB; the limit
 leaves room for any honest kernel, and none for tables of answers or of precomputed data.
 
-Kept from before: no files (``open``, ``np.load``, ``np.memmap``, ``tofile``...), no raw memory
-(``ctypes``, ``numba.carray``, ``setflags``), no escape from nopython mode (``numba.objmode``,
-``cfunc``, ``extending``/``intrinsic``), no clock or thread modules, no ``exec``/``eval``.
-Every violation is reported with its line number.
+An allow-list of names cannot close Python's introspection for good (a new numpy may add a name),
+so nothing rests on it alone: the OS jail (``jail.py``) stops files, processes, sockets and signals
+whatever route a kernel found, and the judge times every call from outside the worker
+(``session.py``), so a kernel that reached the worker's clocks or protocol changes no figure.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 MAX_SOURCE_BYTES = 32 * 1024
@@ -48,34 +45,75 @@ ALLOWED_SUBMODULES = {  # reviewed: each is reachable as an attribute of numba a
 IMPORTABLE = set(ALLOWED_MODULES) | set(ALLOWED_SUBMODULES)
 MODULE_ATTRIBUTES = {"types", "typed"}  # attribute names that yield an allowed module (numba.types, numba.typed)
 
-FORBIDDEN_NAMES = {
-    "open", "exec", "eval", "compile", "__import__", "globals", "locals", "vars", "getattr", "setattr", "delattr",
-    "input", "breakpoint", "memoryview", "help", "exit", "quit", "classmethod", "staticmethod", "super", "type", "object",
-    "dir", "importlib",
+ALLOWED_BUILTINS = {
+    "abs", "all", "any", "bool", "callable", "chr", "complex", "dict", "divmod", "enumerate", "filter", "float",
+    "frozenset", "hash", "int", "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next", "ord",
+    "pow", "print", "range", "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip",
+    "True", "False", "None", "Ellipsis", "NotImplemented",
+    "ArithmeticError", "AssertionError", "Exception", "IndexError", "KeyError", "LookupError", "NotImplementedError",
+    "OverflowError", "RuntimeError", "StopIteration", "TypeError", "ValueError", "ZeroDivisionError",
 }
-FORBIDDEN_ATTRIBUTES = {
-    # numpy's files, raw memory and configuration
+DENIED = {
+    # numpy's clocks: a kernel has no business knowing the time (it could tell the judge's phases apart)
+    "datetime64", "timedelta64", "busday_count", "busday_offset", "busdaycalendar", "is_busday", "datetime_as_string",
+    "datetime_data",
+    # numpy's files, raw memory, configuration and self-tests
     "load", "save", "savez", "savez_compressed", "fromfile", "tofile", "memmap", "loadtxt", "savetxt", "genfromtxt",
     "fromregex", "open_memmap", "DataSource", "setflags", "from_dlpack", "show_config", "show_runtime", "get_include",
-    "ctypes",
-    # numba's escapes from nopython mode, raw pointers, threads and debuggers
+    "ctypes", "base", "data", "dump", "dumps", "test", "info", "lookfor", "set_printoptions", "printoptions",
+    "setbufsize", "seterrcall", "byte_bounds", "__array_interface__",
+    # numba's escapes from nopython mode, raw pointers, threads, debuggers and compiler internals
     "objmode", "carray", "farray", "intrinsic", "cfunc", "cffi_support", "set_num_threads", "gdb", "gdb_init",
-    "gdb_breakpoint", "typed_passes", "cuda",
-    # a compiled function's compiler internals
-    "targetctx", "typingctx", "targetoptions", "overloads", "library",
-    # attributes that yield a module other than the allowed ones: numpy (1.26 to 2.x) ...
-    "char", "compat", "core", "ctypeslib", "distutils", "doc", "dtypes", "emath", "exceptions", "f2py", "fft", "lib",
-    "linalg", "ma", "math", "matlib", "matrixlib", "numpy", "polynomial", "random", "rec", "strings", "testing",
-    "typing", "version", "array_api",
-    # ... numba (0.59 to 0.68), numba.types and numba.typed ...
-    "abstract", "cext", "cloudpickle", "common", "config", "containers", "cpython", "dictobject", "enum", "errors",
-    "experimental", "extending", "function_type", "functions", "ir", "iterators", "listobject", "llvmlite", "misc",
-    "mviewbuf", "np", "npytypes", "numba", "parfors", "pycc", "runtests", "scalars", "scripts", "stencils", "tests",
-    "typeconv", "typeddict", "typedlist", "typedobjectutils", "utils", "dictimpl", "setobject", "typedset",
-    # ... and the standard library modules any of them holds
-    "builtins", "collections", "importlib", "itertools", "logging", "multiprocessing", "os", "platform", "re", "socket",
-    "struct", "subprocess", "sys", "textwrap", "threading", "time", "traceback", "warnings", "weakref",
+    "gdb_breakpoint", "typed_passes", "cuda", "py_func", "targetctx", "typingctx", "targetoptions", "overloads",
+    "library", "inspect_llvm", "inspect_asm", "inspect_types", "inspect_cfg",
+    # format strings read attributes by name ("{0.__globals__}".format(f))
+    "format", "format_map",
 }
+
+
+@functools.lru_cache(maxsize=1)
+def allowed_attributes() -> frozenset[str]:
+    """Every attribute name a kernel may use: the public, non-module names of numpy, numba and their types, of arrays and
+    scalars, and of Python's containers and numbers, minus ``DENIED``; plus ``types`` and ``typed``."""
+    import math
+    import types
+    import warnings
+
+    import numba
+    import numba.typed
+    import numpy as np
+
+    sources = (np, np.ndarray, np.dtype, np.generic, np.float32, np.int64, np.uint8, np.bool_, np.finfo(np.float32),
+               np.iinfo(np.int64), numba, numba.types, numba.typed, numba.typed.List, numba.typed.Dict, math, list, dict,
+               set, frozenset, tuple, str, int, float, complex, bool, range, slice)
+    names = set(MODULE_ATTRIBUTES) | {"List", "Dict"}  # numba.typed loads these two lazily: dir() may not list them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for obj in sources:
+            for name in dir(obj):
+                if not name.startswith("_") and not isinstance(getattr(obj, name, None), types.ModuleType):
+                    names.add(name)
+    return frozenset(names - DENIED)
+
+
+@functools.lru_cache(maxsize=1)
+def submodule_names() -> frozenset[str]:
+    """The attribute names through which numpy, numba, math, numba.types or numba.typed yield another module (``np.char``,
+    ``numba.core``...): refused on a module even where an object has an attribute of the same name (``dtype.char``)."""
+    import math
+    import types
+    import warnings
+
+    import numba
+    import numba.typed
+    import numpy as np
+
+    names = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for module in (np, numba, math, numba.types, numba.typed):
+            names |= {n for n in dir(module) if isinstance(getattr(module, n, None), types.ModuleType)}
+    return frozenset(names - MODULE_ATTRIBUTES)
 
 
 class PolicyError(ValueError):
@@ -89,9 +127,33 @@ class PolicyError(ValueError):
 
 
 def _attribute_problem(name: str) -> str:
-    if name.startswith("_") or name in FORBIDDEN_ATTRIBUTES:
-        return f"attribute .{name} is not allowed in a kernel"
+    if name.startswith("_") or name not in allowed_attributes():
+        return f"attribute .{name} is not allowed in a kernel (not public numpy/numba API, or denied)"
     return ""
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Every name the file binds: functions, classes, arguments, assignment, loop, with, except, match and import
+    targets, comprehension variables."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names.add(node.rest)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            names.update(node.names)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
 
 
 def _module_aliases(tree: ast.AST) -> set[str]:
@@ -122,7 +184,7 @@ def _import_problems(node: ast.Import | ast.ImportFrom) -> list[str]:
     if node.level or module not in IMPORTABLE:
         return [f"from {module} import ... ({allowed})"]
     return [f"from {module} import {alias.name} (not allowed in a kernel)" for alias in node.names
-            if alias.name == "*" or alias.name in FORBIDDEN_NAMES or _attribute_problem(alias.name)]
+            if alias.name == "*" or _attribute_problem(alias.name)]
 
 
 def violations(source: str) -> list[tuple[int, str]]:
@@ -136,18 +198,26 @@ def violations(source: str) -> list[tuple[int, str]]:
     except SyntaxError as e:
         return [(e.lineno or 0, f"syntax error: {e.msg}")]
     aliases = _module_aliases(tree)
+    bound = _bound_names(tree) - {n for n in _bound_names(tree) if n.startswith("__")}
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found += [(line, what) for what in _import_problems(node)]
-        elif isinstance(node, ast.Name) and (node.id in FORBIDDEN_NAMES or node.id.startswith("__")):
-            found.append((line, f"name {node.id!r} is not allowed in a kernel"))
+        elif isinstance(node, ast.Name) and (node.id.startswith("__") or (
+                node.id not in bound and node.id not in ALLOWED_BUILTINS)):
+            found.append((line, f"name {node.id!r} is not allowed in a kernel (not defined in the file, nor an allowed "
+                                f"builtin)"))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.arg)) and (
+                getattr(node, "name", None) or getattr(node, "arg", "")).startswith("__"):
+            found.append((line, f"name {getattr(node, 'name', None) or node.arg!r} is not allowed in a kernel"))
         elif isinstance(node, ast.Attribute) and _attribute_problem(node.attr):
             found.append((line, _attribute_problem(node.attr)))
         elif isinstance(node, ast.MatchClass):  # case C(attr=...) reads attributes by name
             found += [(line, _attribute_problem(a)) for a in node.kwd_attrs if _attribute_problem(a)]
+        if isinstance(node, ast.Attribute) and _module_expression(node.value, aliases) and node.attr in submodule_names():
+            found.append((line, f"attribute .{node.attr} is not allowed in a kernel (a module)"))
         module = _module_expression(node, aliases)
         parent = parents.get(node)
         if module and not (isinstance(parent, ast.Attribute) and parent.value is node):

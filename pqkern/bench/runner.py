@@ -32,26 +32,27 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import budget, recall
-from pqkern.bench.fixture import FixtureError, default_source, load_fixture
+from pqkern.bench import budget, datasets, recall
+from pqkern.bench.fixture import FixtureError, default_source
 from pqkern.bench.policy import PolicyError, check_kernel
 from pqkern.bench.queries import draw_seed, fixed_queries, fresh_queries, parse_seed, warm_vectors
 from pqkern.bench.session import KernelProcess, WorkerFailure
 from pqkern.bench.worker import ContractError
-from pqkern.bench.workloads import WORKLOADS, K, make
+from pqkern.bench.workloads import WORKLOADS, K, judged, make
 
 EXIT_PASS, EXIT_HARNESS, EXIT_RECALL, EXIT_TIMEOUT, EXIT_CONTRACT = 0, 1, 2, 3, 4
 STATUS = {0: "pass", 1: "harness_error", 2: "recall_below_floor", 3: "timeout", 4: "contract_violation"}
 BLOCK_KEYS = ("source", "num_base", "num_queries", "recall_at_10", "geomean_ns_per_query", "peak_mem_mb", "total_seconds")
 EXTRA_KEYS = ("recall_10_at_10", "status", "exit_code", "geomean_cpu_ns_per_query", "prepare_seconds", "timed_seconds",
               "max_rel_error", "threads", "fixture_id", "codebook_sha256", "kernel_sha256", "workload", "fixed_seconds", "jail",
-              "queries", "recall_delta")
+              "queries", "recall_delta", "data_seconds")
 BLOCK_QUERIES = 50
 DEFAULT_KERNEL = Path(__file__).resolve().parents[1] / "kernels.py"
 FAILURE_EXIT = {"timeout": EXIT_TIMEOUT, "harness": EXIT_HARNESS}
@@ -121,9 +122,19 @@ def file_digest(paths: list[str]) -> str:
     return h.hexdigest()
 
 
+def process_seconds() -> float:
+    """Seconds since this process started (interpreter start-up and imports included), from /proc; 0 elsewhere."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rpartition(")")[2].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start = time.monotonic()
+    start = time.monotonic() - process_seconds()
     r: dict = {"threads": args.threads, "workload": args.workload, "jail": "off" if args.no_jail else "on"}
     code, reason = _judge(args, r)
     r["total_seconds"] = time.monotonic() - start
@@ -154,7 +165,12 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
         return EXIT_HARNESS, f"--queries must be at least 1, got {args.queries}"
     try:
         seed = parse_seed(args.query_seed) if args.query_seed else (draw_seed() if args.fresh_queries else None)
-        fx = load_fixture(r["source"], args.num_base, args.num_queries, args.num_learn)
+        t0 = time.monotonic()
+        # the first run on the default fixture builds everything the trial will need, so the trial only loads data
+        trial_data = args.source is None and args.num_base is None and args.num_queries is None and args.num_learn is None
+        fx = datasets.ensure(r["source"], judged(r["source"]) if trial_data else [args.workload], num_base=args.num_base,
+                             num_queries=args.num_queries, num_learn=args.num_learn)
+        r["data_seconds"] = round(time.monotonic() - t0, 1)
         qs = fixed_queries(fx, args.queries) if seed is None else fresh_queries(fx, seed, args.queries)
         wl = make(args.workload, fx, qs)
     except (FixtureError, ValueError) as e:
@@ -162,7 +178,7 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
     rows = np.arange(len(qs))
     r.update(num_base=fx.num_base, num_queries=int(rows.size), fixture_id=fx.fixture_id, codebook_sha256=fx.codebook_sha256,
              queries=qs.describe())
-    worker = KernelProcess("run", source, {wl.name: wl.spec()}, warm_vectors(fx, qs.seed), K,
+    worker = KernelProcess(source, {wl.name: wl.spec()}, warm_vectors(fx, qs.seed), K,
                            time.monotonic() + args.time_budget, args.memory_limit_mb, args.threads, jail=not args.no_jail)
     try:
         handed_over = file_digest(list(wl.files.values()))
@@ -178,16 +194,18 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
     if file_digest(list(wl.files.values())) != handed_over:
         return EXIT_CONTRACT, "the fixture files the kernel saw changed during the run"
     r.update(geomean_ns_per_query=geomean_ns(wall), geomean_cpu_ns_per_query=geomean_ns(cpu),
-             prepare_seconds=round(worker.prepare_ns[wl.name] / 1e9, 3), timed_seconds=round(float(wall.sum()) / 1e9, 3),
+             prepare_seconds=round(worker.setup.prepare_ns[wl.name] / 1e9, 3),
+             timed_seconds=round(float(wall.sum()) / 1e9, 3),
              peak_mem_mb=worker.peak_mem_kb / 1024, per_query_ns=wall.tolist(), per_query_cpu_ns=cpu.tolist(),
-             worker_steps_seconds={k: round(v / 1e9, 3) for k, v in worker.steps_ns.items()})
+             worker_steps_seconds={k: round(v / 1e9, 3) for k, v in worker.setup.steps_ns.items()})
     try:
         checked = wl.check(rows, ids, dists, args.tolerance)
     except ContractError as e:
         return EXIT_CONTRACT, str(e)
     r["max_rel_error"] = float(f"{checked.worst:.3g}")
-    over = budget.prepare_problem(wl.name, wl.num_rows, worker.prepare_ns[wl.name], worker.warm_ns.get(wl.name, 0),
-                                  worker.warm_calls.get(wl.name, 0), [t / wl.calls_per_query for t in wall])
+    setup = worker.setup
+    over = budget.prepare_problem(wl.name, wl.num_rows, setup.prepare_ns[wl.name], setup.warm_ns.get(wl.name, 0),
+                                  setup.warm_calls.get(wl.name, 0), [t / wl.calls_per_query for t in cpu])
     if over:
         return EXIT_CONTRACT, over
     rank_problem = wl.rank_problem(checked, args.tolerance)
@@ -202,13 +220,13 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
 
 
 def _time_queries(worker: KernelProcess, wl, rows: np.ndarray):
-    """Each query once, in order, in blocks: ``(ids, dists, wall ns, cpu ns)`` as the worker returned them."""
+    """Each query once, in order, a request each: ``(ids, dists, wall ns, cpu ns)``, timed by the judge from outside."""
     worker.ready()
     blocks = []
     for start in range(0, rows.size, BLOCK_QUERIES):
         part = rows[start: start + BLOCK_QUERIES]
         queries, probes = wl.request(part)
-        blocks.append(worker.search(wl.name, queries, probes, warm=False))
+        blocks.append(worker.search(wl.name, queries, probes))
     worker.finish()
     return tuple(np.concatenate([getattr(b, f) for b in blocks]) for f in ("ids", "dists", "wall_ns", "cpu_ns"))
 

@@ -42,6 +42,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -49,25 +50,21 @@ import sys
 import time
 from pathlib import Path
 
-from pqkern.bench import exactness, rule
+from pqkern.bench import datasets, phases, rule
+from pqkern.bench import measured as measured_module
 from pqkern.bench.history import Chain, GitError, Repo, read_chain
 from pqkern.bench.lock import Busy, Neighbours, TrialLock
-from pqkern.bench.paired import CAP_SECONDS, POOL, SEED_KERNEL, TOLERANCE, Comparison, Failed, Match, failure, plan, query_set
+from pqkern.bench.paired import CAP_SECONDS, SEED_KERNEL, Comparison, Failed, Match, failure, plan, query_set
 from pqkern.bench.policy import PolicyError, violations
 from pqkern.bench.results import ResultsError, append_row, read_rows
 from pqkern.bench.runner import STATUS, format_block
 from pqkern.bench.session import die_with_parent
 from pqkern.bench.simplicity import code_size, same_code
-from pqkern.bench.workloads import REAL, WORKLOADS, judged, make, real_rows
+from pqkern.bench.workloads import REAL, REAL_SOURCE, WORKLOADS, judged, make, real_rows
 
 KERNEL_PATH = "pqkern/kernels.py"
 EXIT = {"keep": 0, "baseline": 0, "discard": 1, "recall": 2, "timeout": 3, "crash": 4, "refused": 5, "harness": 6,
         "revoked": 7}
-RECALL_BAND = 0.005
-RECALL_FLOOR = 0.50
-BASELINE_ROUNDS = 100
-SEED_ROUNDS = 100  # the direct measurement of a keep against the frozen seed
-SEED_POOL = 2 * SEED_ROUNDS  # query-set rows it uses (an IVF round takes two queries)
 ASV_BENCH = r"bench_kernel\."
 
 
@@ -87,8 +84,10 @@ ROW_WRITTEN: list[str] = []  # the judged commit, once its row is in results.tsv
 
 
 def judging(args: argparse.Namespace) -> dict[str, str]:
-    """How this trial judges: the fixture, the workloads and the jail (a branch keeps its baseline's)."""
-    from pqkern.bench.fixture import FixtureError, default_source, fixture_id
+    """How this trial judges: the fixture (and the real descriptors' when they are a fixture of their own, not the
+    reference extraction), the workloads and the jail (a branch keeps its baseline's)."""
+    from pqkern.bench import imagesift
+    from pqkern.bench.fixture import FixtureError, data_dir, default_source, fixture_id
 
     source = args.source or default_source()
     try:
@@ -96,15 +95,32 @@ def judging(args: argparse.Namespace) -> dict[str, str]:
     except FixtureError as e:
         raise TrialError("harness", str(e)) from None
     workloads = [f"{REAL}@{real_rows()}" if w == REAL and real_rows() else w for w in args.workload or judged(source)]
+    real_fid = imagesift.fixture_id(data_dir() / imagesift.FOLDER)
+    if any(w.startswith(REAL) for w in workloads) and real_fid != REAL_SOURCE:
+        fid = f"{fid}+{real_fid}"
     return {"fixture_id": fid, "workloads": ",".join(workloads), "jail": "off" if args.no_jail else "on"}
 
 
-def preconditions(repo: Repo, chain: Chain, head: str, config: dict[str, str]) -> None:
-    """Refuse a dirty tree, another way of judging than the baseline's, a re-trial of the incumbent, a revoked history,
-    bench edits and policy breaches."""
-    dirty = repo.git("status", "--porcelain", "--untracked-files=no")
-    if dirty:
-        raise TrialError("dirty", f"uncommitted changes ({dirty.splitlines()[0].strip()} ...): commit or stash them first")
+def build_data(args: argparse.Namespace, config: dict[str, str]) -> tuple[float, str]:
+    """Build what the trial's workloads need and is missing (once, with progress on stderr), before any judging; return
+    the seconds it took and what was built ('' when everything was there: the trial only loads data)."""
+    from pqkern.bench.fixture import FixtureError
+
+    workloads = config["workloads"].split(",")
+    start = time.monotonic()
+    try:
+        need = datasets.missing(args.source, workloads)
+        if need:
+            print(f"pqkern-trial: building {', '.join(need)}, once (later trials only load them)", file=sys.stderr,
+                  flush=True)
+        datasets.ensure(args.source, workloads)
+    except FixtureError as e:
+        raise TrialError("harness", str(e)) from None
+    return time.monotonic() - start, ", ".join(need)
+
+
+def same_judging(chain: Chain, config: dict[str, str]) -> None:
+    """Refuse another way of judging than the branch's baseline's."""
     base = chain.baseline or {}
     other = {k: (base.get(k), v) for k, v in config.items() if base.get(k, "-") not in ("-", v)}
     if other:
@@ -113,6 +129,15 @@ def preconditions(repo: Repo, chain: Chain, head: str, config: dict[str, str]) -
         raise TrialError("dirty", f"this branch's baseline was judged with {was}; this trial would judge with {now}: "
                                   f"judge every trial of a branch the same way (drop the options that change it), or "
                                   f"start a new branch (program.md, Setup)")
+
+
+def preconditions(repo: Repo, chain: Chain, head: str, config: dict[str, str]) -> None:
+    """Refuse a dirty tree, another way of judging than the baseline's, a re-trial of the incumbent, a revoked history,
+    bench edits and policy breaches."""
+    dirty = repo.git("status", "--porcelain", "--untracked-files=no")
+    if dirty:
+        raise TrialError("dirty", f"uncommitted changes ({dirty.splitlines()[0].strip()} ...): commit or stash them first")
+    same_judging(chain, config)
     bad = chain.first_revoked()
     if bad:
         raise TrialError("revoked", revoked_advice(chain, bad, chain.revoked[bad["commit"]]["description"]))
@@ -139,25 +164,6 @@ def revoked_advice(chain: Chain, bad: dict, why: str) -> str:
             f"git reset --hard {good['commit'][:10]}")
 
 
-def below_floor(figures: dict) -> str:
-    """'' when the candidate's recall@10 on every workload is at or above the floor."""
-    for w, fig in figures.items():
-        if fig["recall_at_10"] is not None and fig["recall_at_10"] < RECALL_FLOOR:
-            return f"{w} recall@10 {fig['recall_at_10']:.4f} is below the floor {RECALL_FLOOR}"
-    return ""
-
-
-def outside_band(figures: dict) -> str:
-    """'' when the candidate's recall@10 on every workload is within the band of the exact ADC's on the same queries."""
-    for w, fig in figures.items():
-        n = max(fig["delta_queries"], 1)
-        band = max(RECALL_BAND, 1.0 / n + 1e-9)
-        if fig["recall_delta"] is not None and abs(fig["recall_delta"]) > band:
-            return (f"{w} recall@10 is {fig['recall_delta']:+.4f} from the exact ADC's on the same {n} queries "
-                    f"(band {band:.4f})")
-    return ""
-
-
 def asv_machine() -> str:
     """The machine name asv records under: the host name if ~/.asv-machine.json lists it, else its only entry."""
     host = socket.gethostname()
@@ -168,16 +174,19 @@ def asv_machine() -> str:
     return names[0] if host not in names and len(names) == 1 else host
 
 
-def record_in_asv(repo: Repo, folder: Path, bench: str) -> str:
-    """``asv run HEAD^!`` for the kept commit (setting up this machine for asv first if needed)."""
+def record_in_asv(repo: Repo, folder: Path, bench: str, measured: Path | None = None) -> str:
+    """``asv run HEAD^!`` for the kept commit (setting up this machine for asv first if needed); ``measured``: the trial's
+    own measurement against the seed, which the benchmarks take instead of measuring again (``measured.py``)."""
     if not (repo.root / "asv.conf.json").is_file():
         return "asv: no asv.conf.json, not recorded"
+    env = dict(os.environ, **({measured_module.ENV: str(measured)} if measured else {}))
     with open(folder / "asv.log", "w") as log:
         if not (Path.home() / ".asv-machine.json").is_file():
             subprocess.run([sys.executable, "-m", "asv", "machine", "--yes"], cwd=repo.root, stdout=log,
                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-        code = subprocess.run([sys.executable, "-m", "asv", "run", "--bench", bench, "HEAD^!"], cwd=repo.root, stdout=log,
-                              stderr=subprocess.STDOUT, preexec_fn=die_with_parent).returncode
+        code = subprocess.run([sys.executable, "-m", "asv", "run", "--show-stderr", "--bench", bench, "HEAD^!"],
+                              cwd=repo.root, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+                              env=env).returncode
     return "asv: recorded HEAD" if code == 0 else f"asv: run exited {code}, see {folder / 'asv.log'}"
 
 
@@ -199,13 +208,14 @@ class Trial:
         self.seed_cmp: Comparison | None = None  # the keep's direct measurement against the seed
         self.note = ""  # said in the verdict: fixed queries, a spent simpler margin
         self.decided = None  # seconds from the start to the verdict
+        self.data = (0.0, "")  # seconds spent building data before the judging, and what was built
 
     def judge(self) -> tuple[str, str]:
         """Judge HEAD; return ``(status, reason)``; ``self.cmp`` and ``self.seed_cmp`` hold the figures."""
         from pqkern.bench.fixture import FixtureError, load_fixture
 
         try:
-            fx = load_fixture(self.args.source)
+            fx = load_fixture(self.args.source, build=False)  # built by build_data, before the judging
         except FixtureError as e:
             raise TrialError("harness", str(e)) from None
         self.fixture = {"source": fx.source, "num_base": fx.num_base, "fixture_id": fx.fixture_id,
@@ -222,10 +232,10 @@ class Trial:
             margin = rule.spent_margin(self.chain.simpler_lows(workloads), workloads)
             if max(margin.values()) < rule.MIN_SIMPLER_MARGIN:
                 margin, self.note = None, "simpler, but the margin simpler keeps may lose since the last faster keep is spent"
-        queries = query_set(fx, POOL + SEED_POOL + exactness.CHECK_QUERIES)
+        queries = query_set(fx, sum(phases.POOLS.values()))
         if not queries.fresh:
             self.note = f"fixed queries: {queries.note}"
-        rows = plan(queries, {"decide": POOL, "seed": SEED_POOL, "check": exactness.CHECK_QUERIES})
+        rows = plan(queries, phases.POOLS)
         self.cmp = cmp = Comparison("measured", "measured", "", {})
         try:
             wls = {w: make(w, fx, queries) for w in workloads}
@@ -236,7 +246,7 @@ class Trial:
             with Match(wls, queries, time_budget=self.args.time_budget, jail=not self.args.no_jail,
                        log=lambda m: print(m, file=log, flush=True)) as match:
                 try:
-                    status, reason = self._phases(match, cmp, rows, incumbent, candidate, margin)
+                    status, reason = phases.run(match, cmp, rows, incumbent, candidate, margin, self)
                 except Failed as e:
                     failure(cmp, e)
                     status, reason = self._failed(cmp)
@@ -251,79 +261,17 @@ class Trial:
             (self.dir / "comparison.json").write_text(json.dumps(record) + "\n")
         return status, reason
 
-    def _phases(self, match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: str,
-                margin: dict | None) -> tuple[str, str]:
-        """Start-up, rounds, checks and, before a keep, the seed measurement and the exactness check."""
-        t0 = time.monotonic()
-        match.start("incumbent", incumbent)
-        match.start("candidate", candidate)
-        match.ready("incumbent", cmp)
-        match.ready("candidate", cmp, enforce_budget=True)
-        cmp.timings["start-up"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        baseline = self.incumbent is None
-        match.pair("incumbent", "candidate", rows["decide"], cmp, mode="measure" if baseline else "decide",
-                   rounds=BASELINE_ROUNDS if baseline else None, cap_seconds=self.args.cap_seconds, simpler_margin=margin)
-        cmp.timings["paired"] = time.monotonic() - t0
-        keep = baseline or cmp.decision == "keep"
-        t0 = time.monotonic()
-        if keep:  # they start up while the results are checked
-            match.start("checker", candidate)  # a fresh worker of the candidate for the exactness check
-            if not baseline:
-                match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
-        match.finish("incumbent", cmp)
-        if not keep:
-            match.finish("candidate", cmp)  # its peak memory; nothing more to search
-        match.settle(["incumbent", "candidate"])
-        match.summaries(cmp)
-        cmp.timings["checks"] = time.monotonic() - t0
-        cmp.reason = rule.explain(cmp.stop)
-        problem = self._problem(cmp)
-        if problem or not keep:
-            if keep:
-                match.finish("candidate", cmp)
-            return problem or (cmp.decision, cmp.reason)
-        try:
-            match.ready("checker", cmp)  # before anything is timed again: its start-up must not overlap the timing
-        except Failed as e:
-            raise Failed("candidate", e.kind, f"{e}") from None  # the checker is the candidate's kernel
-        if not baseline:
-            t0 = time.monotonic()
-            self.seed_cmp = seed = Comparison("measured", "measured", "", {})
-            match.ready("seed", seed)
-            match.pair("seed", "candidate", rows["seed"], seed, mode="measure", rounds=SEED_ROUNDS)
-            match.finish("seed", seed)
-            match.settle(["seed", "candidate"])
-            match.summaries(seed, incumbent="seed")
-            cmp.timings["seed measurement"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        match.finish("candidate", cmp)
-        try:
-            extra = exactness.check(match, "checker", rows["check"], TOLERANCE, log=match.log)
-            match.finish("checker", cmp)
-        except (Failed, exactness.ExactnessFailure) as e:
-            raise Failed("candidate", e.kind, f"{e}") from None  # the checker is the candidate's kernel
-        for w, blocks in extra.items():
-            for checked in blocks:
-                match.figures["candidate"][w].add(checked, None)
-        match.summaries(cmp)
-        cmp.timings["exactness"] = time.monotonic() - t0
-        problem = self._problem(cmp)
-        if problem:
-            return problem
-        if baseline:
-            return "baseline", f"measured against the frozen seed in {cmp.rounds} rounds"
-        return "keep", cmp.reason
-
-    def _problem(self, cmp: Comparison) -> tuple[str, str] | None:
-        """A recall or rank problem of the candidate's checked results, as ``(status, reason)``."""
-        if below_floor(cmp.candidate):  # the clearest message for a kernel that skips most rows
-            return "recall", below_floor(cmp.candidate)
-        if cmp.contract_problem:  # rows skipped, recall still above the floor
-            return "crash", cmp.contract_problem
-        if outside_band(cmp.candidate):
-            return "recall", outside_band(cmp.candidate)
-        return None
+    def write_seed_measurement(self) -> Path | None:
+        """The keep's (or baseline's) measurement against the seed, written for asv to reuse; None if there is none."""
+        if self.incumbent is None and self.cmp is not None and self.cmp.decision == "measured":
+            result = self.cmp.to_json()
+        elif self.seed_cmp is not None:
+            result = dict(self.seed_cmp.to_json(), peak_mem_mb=dict(self.cmp.peak_mem_mb))
+        else:
+            return None
+        path = self.dir / measured_module.FILE
+        measured_module.write(path, result, self.repo.kernel(self.head), self.config["fixture_id"], self.config["workloads"])
+        return path
 
     def _failed(self, cmp: Comparison) -> tuple[str, str]:
         if cmp.decision == "incumbent" and self.incumbent is None:
@@ -440,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT["harness"]
     finally:
         neighbours.close()
-        del lock
+        lock.release()
 
 
 def _interrupt(signum, frame):
@@ -457,7 +405,12 @@ def _run(args: argparse.Namespace, repo: Repo, head: str, neighbours: Neighbours
             raise TrialError("harness", f"{results} has kept commits in this history but no baseline row: start a new branch")
         config = judging(args)
         preconditions(repo, chain, head, config)
+        data_seconds, built = build_data(args, config)
+        if judging(args) != config:  # the real descriptors' fixture is known once they are extracted
+            config = judging(args)
+            same_judging(chain, config)
         trial = Trial(args, repo, head, chain, config)
+        trial.data = (data_seconds, built)
         status, reason = trial.judge()
     except (ResultsError, GitError) as e:
         print(f"verdict: error ({e})")
@@ -485,7 +438,7 @@ def _finish(repo: Repo, results: Path, trial: Trial, status: str, reason: str, n
             notes.append(f"asv: not recorded (the same code as {trial.incumbent['commit'][:10]}, whose record stands)")
         else:
             t0 = time.monotonic()
-            notes.append(record_in_asv(repo, trial.dir, trial.args.asv_bench))
+            notes.append(record_in_asv(repo, trial.dir, trial.args.asv_bench, trial.write_seed_measurement()))
             asv_seconds = time.monotonic() - t0
             row["asv_seconds"] = f"{asv_seconds:.0f}"
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
@@ -503,6 +456,8 @@ def _finish(repo: Repo, results: Path, trial: Trial, status: str, reason: str, n
                                             + "\n")
     if trial.note:
         notes.append(f"note: {trial.note}")
+    if trial.data[1]:
+        notes.append(f"data: built {trial.data[1]} first, in {trial.data[0]:.0f} s (once: later trials only load them)")
     warning = neighbours.warning()
     if warning:
         notes.append(warning)

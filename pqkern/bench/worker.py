@@ -1,31 +1,27 @@
-"""The kernel's own process (immutable bench): the only place kernel code ever runs.
+"""The kernel's own process (immutable bench): the only place kernel code ever runs. It computes; it measures nothing.
 
 Started by the judge (``pqkern/bench/session.py``) as ``python -m pqkern.bench.worker CMD_FD REPLY_FD``.
 It reads its configuration from the judge, maps the fixture files read-only, enters the jail
 (``pqkern/bench/jail.py``), and only then writes the kernel's source into its private
-temporary directory and imports it. It compiles the kernel on a small slice (so JIT memory
-is not the kernel's footprint), calls ``prepare`` for each workload, warms up on base vectors,
-and then answers the judge's requests: each ``search`` request brings its query vectors (the
-worker never holds queries it has not been asked), and each call is timed with the wall and
-the CPU clock, bound before the kernel was imported; every result goes back, the untimed
-warm-up call's too. The judge checks everything it returns.
+temporary directory (of a random name) and imports it. It compiles the kernel on a small slice
+(so JIT memory is not the kernel's footprint) and says ``loaded``. Then it answers the judge's
+requests, one at a time: ``prepare`` (a workload's indexes), ``search`` (one query: the worker
+never holds queries it has not been asked) and ``finish``. It reads no clock and reports no
+time or memory: the judge measures every request from outside the process, so nothing a
+kernel changes in here can alter its figures. Every request of every role looks the same.
 
 Workloads: ``flat`` is one index over all codes; ``ivf`` is one index per IVF partition
 (``prepare`` once per partition) and one ``search`` per probed partition with that
-partition's residual query, the whole probe timed as one query.
+partition's residual query, the whole probe one request.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import resource
 import sys
 import traceback
 from pathlib import Path
-from time import perf_counter_ns as _clock
-from time import process_time_ns as _cpu_clock
-from time import thread_time_ns as _thread_clock
 
 import numpy as np
 
@@ -67,30 +63,6 @@ def load_kernel(source: str, folder: Path):
     return module
 
 
-class Memory:
-    """The worker's resident memory, read through descriptors opened before the jail."""
-
-    def __init__(self) -> None:
-        self.status = os.open("/proc/self/status", os.O_RDONLY)
-        try:
-            self.clear = os.open("/proc/self/clear_refs", os.O_WRONLY)
-        except OSError:
-            self.clear = -1  # without clear_refs the peak is the lifetime peak: an over-estimate
-
-    def kb(self, field: str) -> int:
-        for line in os.pread(self.status, 1 << 16, 0).decode().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        return 0
-
-    def reset_peak(self) -> None:
-        if self.clear >= 0:
-            try:
-                os.write(self.clear, b"5")
-            except OSError:
-                pass
-
-
 class Workload:
     """One workload's data as the kernel sees it, and its indexes once prepared."""
 
@@ -117,66 +89,25 @@ class Workload:
         rows = min(max(p.shape[1] for p in self.parts), COMPILE_ROWS)
         check_result(kernel.search(small, warm[0], min(k, rows)), min(k, rows), f"{self.name} compile pass")
 
-    def prepare(self, kernel) -> int:
-        t0 = _clock()
+    def prepare(self, kernel) -> None:
         self.indexes = [kernel.prepare(p, self.codebook) if p.shape[1] else None for p in self.parts]
-        return _clock() - t0
-
-    def warm_up(self, kernel, warm: np.ndarray, k: int) -> tuple[int, int]:
-        """Search the warm-up vectors (on the first four partitions for ivf); return the ns it took and the calls."""
-        t0, calls = _clock(), 0
-        for i, vector in enumerate(warm):
-            for p, index in enumerate(self.indexes[:4] if self.kind == "ivf" else self.indexes):
-                if index is not None:
-                    kk = min(k, self.parts[p].shape[1])
-                    check_result(kernel.search(index, vector, kk), kk, f"{self.name} warm-up vector {i}")
-                    calls += 1
-        return _clock() - t0, calls
 
 
-def _search_block(kernel, wl: Workload, k: int, queries: np.ndarray, probes: np.ndarray | None, warm: bool):
-    """Time each query of the block (the judge treats the first one as untimed when ``warm``); return every query's
-    ids, dists, wall and CPU ns, and the CPU this (main) thread spent inside the calls, which the judge checks against
-    what the operating system accounted to this thread."""
-    inside = 0
+def search(kernel, wl: Workload, k: int, queries: np.ndarray, probes: np.ndarray | None):
+    """Each query's results, ``(n, calls, k)``: one call on the flat index, or one per probed partition (``probes``)."""
     n = queries.shape[0]
     width = 1 if probes is None else probes.shape[1]
     out_ids = np.full((n, width, k), -1, np.int64)
     out_d = np.full((n, width, k), np.inf, np.float32)
-    wall, cpu = np.empty(n, np.int64), np.empty(n, np.int64)
-    search = kernel.search
     for j in range(n):
-        if probes is None:
-            index = wl.indexes[0]
-            q = queries[j]
-            h0 = _thread_clock()
-            t0, c0 = _clock(), _cpu_clock()
-            res = search(index, q, k)
-            ids, dists = res
-            c1, t1 = _cpu_clock(), _clock()
-            inside += _thread_clock() - h0
-            results = [(res, k)]
-        else:
-            parts = probes[j]
-            calls = [(wl.indexes[p], queries[j, i], min(k, wl.parts[p].shape[1])) for i, p in enumerate(parts)]
-            results = []
-            h0 = _thread_clock()
-            t0, c0 = _clock(), _cpu_clock()
-            for index, q, kk in calls:
-                if index is not None:
-                    res = search(index, q, kk)
-                    ids, dists = res
-                    results.append((res, kk))
-                else:
-                    results.append((None, 0))
-            c1, t1 = _cpu_clock(), _clock()
-            inside += _thread_clock() - h0
-        wall[j], cpu[j] = t1 - t0, c1 - c0
-        for i, (res, kk) in enumerate(results):
-            if res is not None:
-                ids, dists = check_result(res, kk, f"{wl.name} query {j} call {i}")
-                out_ids[j, i, :kk], out_d[j, i, :kk] = ids, dists
-    return out_ids, out_d, wall, cpu, inside
+        calls = [(0, queries[j])] if probes is None else [(int(p), queries[j, i]) for i, p in enumerate(probes[j])]
+        for i, (p, q) in enumerate(calls):
+            if wl.indexes[p] is None:
+                continue
+            kk = min(k, wl.parts[p].shape[1])
+            ids, dists = check_result(kernel.search(wl.indexes[p], q, kk), kk, f"{wl.name} query {j} call {i}")
+            out_ids[j, i, :kk], out_d[j, i, :kk] = ids, dists
+    return out_ids, out_d
 
 
 def _enter_jail(tmp: Path, threads: int, forbid: list[str]) -> None:
@@ -190,58 +121,45 @@ def _enter_jail(tmp: Path, threads: int, forbid: list[str]) -> None:
 
 
 def serve(cmd: int, reply: int) -> int:
-    """The worker's whole life: configure, jail, import, prepare, answer requests until ``finish``."""
-    born = _clock()
+    """The worker's whole life: configure, jail, import, compile, then answer requests until ``finish``."""
     cfg, arrays = receive(cmd)
     warm = arrays[0]
-    memory = Memory()
     k = int(cfg["k"])
     stage = "start-up"
     try:
         workloads = {name: Workload(name, spec) for name, spec in cfg["workloads"].items()}
-        steps = {"start-up": _clock() - born}
         tmp = Path(cfg["tmp"])
         if cfg["jail"]:
             stage = "jail"
-            t0 = _clock()
             _enter_jail(tmp, int(cfg["threads"]), cfg["forbid"])
-            steps["jail"] = _clock() - t0
         stage = "import"
-        t0 = _clock()
         kernel = load_kernel(cfg["kernel_source"], tmp / "kernel")
-        cap = memory.kb("VmSize") * 1024 + int(cfg["memory_limit_mb"]) * 2**20
+        with open("/proc/self/status") as f:
+            vm_kb = next((int(line.split()[1]) for line in f if line.startswith("VmSize:")), 0)
+        cap = vm_kb * 1024 + int(cfg["memory_limit_mb"]) * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        steps["import"] = _clock() - t0
-        t0 = _clock()
         for wl in workloads.values():
             stage = f"prepare ({wl.name} compile pass)"
             small = wl.compile_prepare(kernel)
             stage = f"search ({wl.name} compile pass)"
             wl.compile_search(kernel, small, warm, k)
             del small
-        steps["compile"] = _clock() - t0
-        t0 = _clock()
-        rss0 = memory.kb("VmRSS")
-        memory.reset_peak()
-        prepare_ns, warm_ns, warm_calls = {}, {}, {}
-        for wl in workloads.values():
-            stage = f"prepare ({wl.name})"
-            prepare_ns[wl.name] = wl.prepare(kernel)
-            stage = f"search ({wl.name} warm-up)"
-            warm_ns[wl.name], warm_calls[wl.name] = wl.warm_up(kernel, warm, k)
-        steps["prepare and warm-up"] = _clock() - t0
-        send(reply, {"op": "ready", "prepare_ns": prepare_ns, "warm_ns": warm_ns, "warm_calls": warm_calls, "steps_ns": steps})
+        send(reply, {"op": "loaded"})
         while True:
             stage = "waiting"
             req, arrays = receive(cmd)
             if req["op"] == "finish":
-                send(reply, {"op": "done", "peak_mem_kb": max(0, memory.kb("VmHWM") - rss0)})
+                send(reply, {"op": "done"})
                 return 0
             wl = workloads[req["workload"]]
+            if req["op"] == "prepare":
+                stage = f"prepare ({wl.name})"
+                wl.prepare(kernel)
+                send(reply, {"op": "prepared"})
+                continue
             stage = f"search ({wl.name})"
-            queries, probes = arrays[0], (arrays[1] if len(arrays) > 1 else None)
-            ids, dists, wall, cpu, main_inside = _search_block(kernel, wl, k, queries, probes, bool(req["warm"]))
-            send(reply, {"op": "result", "main_inside_ns": main_inside}, ids, dists, wall, cpu)
+            ids, dists = search(kernel, wl, k, arrays[0], arrays[1] if len(arrays) > 1 else None)
+            send(reply, {"op": "result"}, ids, dists)
     except ContractError as e:
         send(reply, {"op": "error", "kind": "contract", "message": str(e)})
     except BaseException as e:  # the kernel raised (or the jail refused it): say where, traceback on stderr
@@ -250,7 +168,7 @@ def serve(cmd: int, reply: int) -> int:
         hint = f" (the kernel may add {cfg['memory_limit_mb']} MB: --memory-limit-mb)" if isinstance(e, MemoryError) else ""
         send(reply, {"op": "error", "kind": kind, "message": f"kernel raised in {stage}: {type(e).__name__}: {e}{hint}"
                      if kind == "raised" else f"the jail could not be entered on this machine: {e}. It needs Linux with "
-                     f"Landlock and libseccomp (README, 'What the evaluation guarantees'); --no-jail runs kernels unconfined"})
+                     f"Landlock and libseccomp (docs/guarantees.md); --no-jail runs kernels unconfined"})
     return 1
 
 

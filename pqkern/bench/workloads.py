@@ -19,20 +19,18 @@ kernels' own k-th distances as bounds (``oracle.py``); for the fixture's own que
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from pqkern.bench.fixture import SYNTHETIC_SIZES, FixtureError, load_fixture, save_npy
+from pqkern.bench.datasets import REAL, REAL_SOURCE, prefix_path, real_data, real_rows
+from pqkern.bench.fixture import SYNTHETIC_SIZES, FixtureError, load_fixture
 from pqkern.bench.oracle import FlatOracle
 from pqkern.bench.queries import QuerySet, fixed_queries, fresh_queries
 from pqkern.bench.worker import ContractError
 
 K = 10
 WORKLOADS = ("flat", "ivf")
-REAL = "real"
-REAL_SOURCE = "imagesift"
 
 
 @dataclass
@@ -58,8 +56,9 @@ def judged(source: str) -> tuple[str, ...]:
 
 
 def parse(name: str) -> tuple[str, int | None]:
-    """``(kind, rows)`` of a workload name: ``flat``, ``ivf``, ``flat@N`` (the first N rows) or ``real``."""
-    if name == REAL:
+    """``(kind, rows)`` of a workload name: ``flat``, ``ivf``, ``flat@N`` (the first N rows), ``real`` or ``real@N``
+    (the real descriptors' first N rows; ``rows`` is then None: they are another fixture's)."""
+    if name.partition("@")[0] == REAL:
         return "flat", None
     kind, _, rows = name.partition("@")
     if kind not in WORKLOADS or (rows and (kind != "flat" or not rows.isdigit() or int(rows) < 1)):
@@ -122,8 +121,8 @@ class Workload:
         self.answers: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row -> the exact top-k (ids, dists)
 
     def spec(self) -> dict:
-        """What the worker needs: the kind and the files it maps read-only."""
-        return {"kind": self.kind, "files": self.files}
+        """What the worker needs: the kind and the files it maps read-only (and, for ivf, how many partitions)."""
+        return {"kind": self.kind, "files": self.files, **({"partitions": self.partitions} if self.kind == "ivf" else {})}
 
     def oracle(self, rows: np.ndarray, bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The exact ADC top-k ``(ids (n, k), dists (n, k))`` of these rows; ``bounds`` (upper bounds on their k-th
@@ -177,9 +176,10 @@ class FlatWorkload(Workload):
         self.flat_oracle = FlatOracle(fx, self.rows)
         codes_file = fx.cache_dir / f"codes-{fx.codebook_sha256[:16]}.npy"
         if self.rows != fx.num_base:
-            codes_file = fx.cache_dir / f"codes-{fx.codebook_sha256[:16]}-first{self.rows}.npy"
-            if not codes_file.is_file():  # derived data: the prefix as its own C-contiguous file, mapped read-only
-                save_npy(codes_file, self.codes[:, : self.rows])
+            codes_file = prefix_path(fx, self.rows)  # the prefix as its own C-contiguous file (datasets.ensure builds it)
+            if not codes_file.is_file():
+                raise FixtureError(f"{self.name}: {codes_file} is not built yet: `python -m pqkern.bench.datasets "
+                                   f"--source {fx.source} --workload flat@{self.rows}` (the run's entry points do that)")
         self.files = {"codes": str(codes_file), "codebook": str(fx.cache_dir / "codebook.npy")}
 
     def _fixed(self, qids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,9 +216,10 @@ class IvfWorkload(Workload):
         from pqkern.bench.ivf import load_ivf
 
         super().__init__(fx, queries, k)
-        self.ivf = load_ivf(fx)
+        self.ivf = load_ivf(fx)  # loaded only: datasets.ensure builds it
         self.num_rows, self.calls_per_query = fx.num_base, self.ivf.nprobes
         self.files = self.ivf.files
+        self.partitions = len(self.ivf.offsets) - 1
         self.sizes = np.diff(self.ivf.offsets)
         self.codebook64 = np.asarray(self.ivf.codebook, np.float64)
         self.codes = np.asarray(self.ivf.codes)
@@ -266,35 +267,30 @@ class IvfWorkload(Workload):
 
 
 def real_unavailable(fx) -> str:
-    """'' when the ``real`` workload's fixture loads (it is built on first use, which needs the imagesift extra), else why."""
+    """'' when the ``real`` workload's fixture is built or can be (it needs the imagesift extra), else why."""
+    from pqkern.bench import imagesift
+    from pqkern.bench.fixture import prepared
+
+    return "" if prepared(REAL_SOURCE, real_data(fx)) else imagesift.available()
+
+
+def real_workload(queries: QuerySet, k: int = K, rows: int | None = None) -> FlatWorkload:
+    """The ``real`` workload: the imagesift fixture's flat scan (its first ``rows``, or ``PQKERN_REAL_ROWS``), on queries
+    of its own drawn from the same seed. Loaded only: ``datasets.ensure`` builds it."""
     try:
-        load_fixture(REAL_SOURCE, data=fx.cache_dir.parent.parent)
-    except FixtureError as e:
-        return str(e)
-    return ""
-
-
-def real_rows() -> int | None:
-    """The real workload's prefix of rows (``PQKERN_REAL_ROWS``), or None for the whole imagesift base."""
-    return int(os.environ["PQKERN_REAL_ROWS"]) if os.environ.get("PQKERN_REAL_ROWS") else None
-
-
-def real_workload(queries: QuerySet, k: int = K) -> FlatWorkload:
-    """The ``real`` workload: the imagesift fixture's flat scan, on queries of its own drawn from the same seed."""
-    try:
-        fx = load_fixture(REAL_SOURCE, data=queries.fx.cache_dir.parent.parent)  # the main fixture's data directory
+        fx = load_fixture(REAL_SOURCE, data=real_data(queries.fx), build=False)  # beside the main fixture
     except FixtureError as e:
         raise FixtureError(f"the real-descriptor workload (the trial's third when its fixture is synthetic) needs the "
                            f"imagesift fixture: {e}. Or judge without it: --workload flat --workload ivf") from None
     mine = fresh_queries(fx, queries.seed, len(queries)) if queries.fresh else fixed_queries(fx, len(queries))
-    return FlatWorkload(fx, mine, k, real_rows(), name=REAL)
+    return FlatWorkload(fx, mine, k, rows or real_rows(), name=REAL)
 
 
 def make(name: str, fx, queries: QuerySet, k: int = K) -> Workload:
     """The judge's side of workload ``name`` on fixture ``fx``, searching ``queries`` (``real``: its own fixture)."""
     kind, rows = parse(name)
-    if name == REAL:
-        return real_workload(queries, k)
+    if name.partition("@")[0] == REAL:
+        return real_workload(queries, k, int(name.partition("@")[2] or 0) or None)
     if kind == "ivf":
         return IvfWorkload(fx, queries, k)
     return FlatWorkload(fx, queries, k, rows)

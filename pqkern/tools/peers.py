@@ -175,7 +175,7 @@ def kernel_times(fx, workload: str, paths: list[Path], qset: QuerySet, k: int = 
     workers = []
     try:
         for path in paths:
-            workers.append(KernelProcess(path.stem, path.read_text(encoding="utf-8"), {workload: wl.spec()}, warm, k,
+            workers.append(KernelProcess(path.read_text(encoding="utf-8"), {workload: wl.spec()}, warm, k,
                                          time.monotonic() + 1800))
         for worker in workers:
             worker.ready()
@@ -183,7 +183,7 @@ def kernel_times(fx, workload: str, paths: list[Path], qset: QuerySet, k: int = 
         for turn, a in enumerate(range(0, n, INTERLEAVE)):
             request = wl.request(np.arange(a, min(a + INTERLEAVE, n)))
             for i in np.roll(np.arange(len(workers)), -turn):
-                blocks[i].append(workers[i].search(workload, *request, warm=False))
+                blocks[i].append(workers[i].search(workload, *request))
         for worker in workers:
             worker.finish()
     finally:

@@ -1,0 +1,120 @@
+"""A trial's phases, in order (immutable bench): start-up, the decision, and before a keep the check and the seed.
+
+1. **Start-up.** The incumbent's and the candidate's workers start together, in a random order,
+   identically (``session.py``): neither can tell which it is. ``prepare`` is budgeted.
+2. **Decision.** Paired rounds of the incumbent against the candidate (``paired.py``) until the
+   keep rule (``rule.py``) decides or the cap is reached; a baseline measures ``BASELINE_ROUNDS``
+   rounds against the frozen seed.
+3. **Check (a keep or a baseline).** The same rounds go on, with no pause and the same partner, for
+   ``exactness.CHECK_ROUNDS`` more: every answer of both kernels is checked against the exact ADC
+   top-k (``exactness.py``). A discard's results are checked the same way, after its rounds.
+4. **Against the seed (a keep).** The frozen seed's worker, started during the check, is paired
+   with the candidate's for ``SEED_ROUNDS`` rounds: the candidate's ``vs_seed``. It must agree with
+   the incumbent's recorded ``vs_seed`` times the decision's ``speedup`` (``chain.py``), or the
+   candidate is not kept.
+
+Recall: every workload's recall@10 at or above ``RECALL_FLOOR`` and within ``RECALL_BAND`` (or one
+query) of the exact ADC's on the same queries.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pqkern.bench import chain, exactness, rule
+from pqkern.bench.paired import POOL, SEED_KERNEL, Comparison, Match
+
+RECALL_BAND = 0.005
+RECALL_FLOOR = 0.50
+BASELINE_ROUNDS = 100
+SEED_ROUNDS = 100  # the direct measurement of a keep against the frozen seed
+# Query-set rows of each phase (two a round on every workload: the untimed query and the timed one).
+POOLS = {"decide": POOL, "check": 2 * exactness.CHECK_ROUNDS, "seed": 2 * SEED_ROUNDS}
+
+
+def below_floor(figures: dict) -> str:
+    """'' when the candidate's recall@10 on every workload is at or above the floor."""
+    for w, fig in figures.items():
+        if fig["recall_at_10"] is not None and fig["recall_at_10"] < RECALL_FLOOR:
+            return f"{w} recall@10 {fig['recall_at_10']:.4f} is below the floor {RECALL_FLOOR}"
+    return ""
+
+
+def outside_band(figures: dict) -> str:
+    """'' when the candidate's recall@10 on every workload is within the band of the exact ADC's on the same queries."""
+    for w, fig in figures.items():
+        n = max(fig["delta_queries"], 1)
+        band = max(RECALL_BAND, 1.0 / n + 1e-9)
+        if fig["recall_delta"] is not None and abs(fig["recall_delta"]) > band:
+            return (f"{w} recall@10 is {fig['recall_delta']:+.4f} from the exact ADC's on the same {n} queries "
+                    f"(band {band:.4f})")
+    return ""
+
+
+def problem(cmp: Comparison) -> tuple[str, str] | None:
+    """A recall or rank problem of the candidate's checked results, as ``(status, reason)``."""
+    if below_floor(cmp.candidate):  # the clearest message for a kernel that skips most rows
+        return "recall", below_floor(cmp.candidate)
+    if cmp.contract_problem:  # rows skipped, recall still above the floor
+        return "crash", cmp.contract_problem
+    if outside_band(cmp.candidate):
+        return "recall", outside_band(cmp.candidate)
+    return None
+
+
+def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: str, margin: dict | None,
+        trial) -> tuple[str, str]:
+    """Every phase of one trial (``trial``: a ``trial.Trial``, for its incumbent row, cap and seed comparison);
+    returns ``(status, reason)``. Raises ``paired.Failed`` for a kernel's failure."""
+    t0 = time.monotonic()
+    baseline = trial.incumbent is None
+    match.start_all({"incumbent": incumbent, "candidate": candidate})
+    match.ready("incumbent", cmp)
+    match.ready("candidate", cmp, enforce_budget=True)
+    cmp.timings["start-up"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    match.pair("incumbent", "candidate", rows["decide"], cmp, mode="measure" if baseline else "decide",
+               rounds=BASELINE_ROUNDS if baseline else None, cap_seconds=trial.args.cap_seconds, simpler_margin=margin)
+    cmp.timings["paired"] = time.monotonic() - t0
+    decision, stop = cmp.decision, cmp.stop
+    keep = baseline or decision == "keep"
+    if keep:
+        t0 = time.monotonic()
+        check = Comparison("measured", "measured", "", {})
+        if not baseline:  # it starts up during the check, whose timing decides nothing
+            match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
+        exactness.carry_on(match, "incumbent", "candidate", rows["check"], check, log=match.log)
+        cmp.timings["exactness"] = time.monotonic() - t0
+        cmp.check_rounds = check.rounds
+    cmp.decision, cmp.stop = decision, stop
+    t0 = time.monotonic()
+    match.finish("incumbent", cmp)
+    if baseline or not keep:
+        match.finish("candidate", cmp)
+    match.settle(["incumbent", "candidate"])
+    match.summaries(cmp)
+    cmp.timings["checks"] = time.monotonic() - t0
+    cmp.reason = rule.explain(cmp.stop)
+    found = problem(cmp)
+    if found or not keep:
+        return found or (cmp.decision, cmp.reason)
+    if baseline:
+        return "baseline", f"measured against the frozen seed in {cmp.rounds} rounds"
+    t0 = time.monotonic()
+    trial.seed_cmp = seed = Comparison("measured", "measured", "", {})
+    match.ready("seed", seed)
+    match.pair("seed", "candidate", rows["seed"], seed, mode="measure", rounds=SEED_ROUNDS)
+    match.finish("seed", seed)
+    match.finish("candidate", cmp)
+    match.settle(["seed", "candidate"])
+    match.summaries(seed, incumbent="seed")
+    cmp.timings["seed measurement"] = time.monotonic() - t0
+    found = problem(seed)
+    if found:
+        return found
+    contradiction = chain.contradiction(chain.recorded(trial.incumbent), cmp.intervals["combined"],
+                                        seed.intervals["combined"])
+    if contradiction:
+        cmp.stop = "contradiction"
+        return "discard", contradiction
+    return "keep", cmp.reason
