@@ -121,17 +121,19 @@ def test_a_kernel_cannot_learn_its_role_to_sandbag_as_the_incumbent(repo, baseli
 def test_a_keep_that_contradicts_the_chain_is_not_kept(repo, baseline, monkeypatch, capsys):
     """The incumbent's recorded speed-up over the seed is made implausible (as a sandbagging incumbent or a drift would
     make the chain disagree with itself): a real gain over it is then not kept, and the verdict gives both figures."""
-    relayout = _commit(repo, (DEMO / "relayout.py").read_text(), "re-layout")
-    code, verdict = _trial(repo, monkeypatch, capsys, "re-layout", policy=True)
-    assert code == 0, verdict
     results = repo["path"] / "results.tsv"
-    lines = results.read_text().splitlines()
-    row = dict(zip(HEADER, lines[-1].split("\t"), strict=True))
-    assert row["commit"] == relayout[:12] and row["status"] == "keep"
+    original = results.read_text()
+    lines = original.splitlines()
+    at = max(i for i, line in enumerate(lines) if line.startswith(baseline[:12]))
+    row = dict(zip(HEADER, lines[at].split("\t"), strict=True))
+    assert row["status"] == "baseline"
     row.update(seed_speedup="3.000", seed_speedup_lo="2.900", seed_speedup_hi="3.100")
-    results.write_text("\n".join(lines[:-1] + ["\t".join(row[h] for h in HEADER)]) + "\n")
-    _commit(repo, (DEMO / "unrolled.py").read_text(), "unrolled")
-    code, verdict = _trial(repo, monkeypatch, capsys, "unrolled", policy=True)
+    lines[at] = "\t".join(row[h] for h in HEADER)
+    results.write_text("\n".join(lines) + "\n")
+    try:
+        _commit(repo, (DEMO / "unrolled.py").read_text(), "unrolled")
+        code, verdict = _trial(repo, monkeypatch, capsys, "unrolled", policy=True)
+    finally:
+        results.write_text(original + "".join(line + "\n" for line in results.read_text().splitlines()[len(lines):]))
     assert code == 1 and "the measurements contradict each other" in verdict and " stop=contradiction " in verdict, verdict
     assert "3.000x [2.900, 3.100]" in verdict
-    _reset(repo, baseline)

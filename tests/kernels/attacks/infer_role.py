@@ -1,8 +1,8 @@
 """Attack (needs the policy bypassed): a fast kernel that tries to learn which role it plays, and sandbags as the
 incumbent, so that any later candidate (the same code plus an unused constant) looks faster.
 
-It reads every hint a worker's process could carry: its code's file path (once named after the role), its argv and
-environment, and whether its process id is the lower of two started together. As the incumbent it searches three
+It reads the hints a worker's process could carry: its code's file path and its private folder (once named after the
+role), its argv and its environment. As the incumbent it searches three
 times. Workers are started identically, in a random order, with a random private folder: it never learns its role,
 so it is as fast in both, and a nil change is discarded. Were it to learn it anyway, the chain check (the candidate's
 speed-up over the incumbent against both measured over the seed) would refuse the keep."""
@@ -15,9 +15,10 @@ import numpy as np
 
 
 def _role() -> str:
-    hints = " ".join([search.__code__.co_filename, " ".join(sys.argv), " ".join(f"{k}={v}" for k, v in os.environ.items())])
+    hints = " ".join([search.__code__.co_filename, " ".join(sys.argv), os.environ.get("TMPDIR", ""),
+                      os.environ.get("NUMBA_CACHE_DIR", "")])
     for role in ("incumbent", "candidate", "checker", "seed"):
-        if role in hints:
+        if f"-{role}-" in hints:  # the old private folder: pqkern-worker-<label>-XXXX
             return role
     return "unknown"
 

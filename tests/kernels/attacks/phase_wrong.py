@@ -60,7 +60,8 @@ def search(index, query, k):
         STATE["pauses"] += 1
     STATE["last"] = now
     rows, codebook = index
-    wrong = STATE["pauses"] == 1 and int(abs(float(query.sum())) * 1000) % RATE == 0 and rows.shape[0] > k
+    h = int(abs(float(query[::7].sum())) * 7919.0 + abs(float(query[5])) * 131.0) % RATE  # as rarely_wrong.py
+    wrong = STATE["pauses"] == 1 and h == 0 and rows.shape[0] > k
     if not wrong:
         return _scan(rows, _table(query, codebook), k)
     ids, dists = _scan(rows, _table(query, codebook), k + 1)
