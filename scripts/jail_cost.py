@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import sequential
-from pqkern.bench.fixture import load_fixture
+from pqkern.bench import datasets, sequential
 from pqkern.bench.queries import fixed_queries, warm_vectors
 from pqkern.bench.session import KernelProcess
 from pqkern.bench.workloads import K, make
@@ -34,7 +33,7 @@ def main() -> int:
     ap.add_argument("--workload", choices=("flat", "ivf"), default="flat")
     ap.add_argument("--queries", type=int, default=500)
     args = ap.parse_args()
-    fx = load_fixture()
+    fx = datasets.ensure(None, ("flat", "ivf"))
     qs = fixed_queries(fx, args.queries)
     wl = make(args.workload, fx, qs)
     source = args.kernel.read_text(encoding="utf-8")

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from pqkern.bench import datasets
 from pqkern.bench.budget import prepare_budget
-from pqkern.bench.fixture import load_fixture
 from pqkern.bench.queries import fixed_queries, warm_vectors
 from pqkern.bench.session import KernelProcess
 from pqkern.bench.workloads import K, make
@@ -27,7 +27,7 @@ DEFAULT = [REPO / "pqkern" / "bench" / "seed_kernel.py", *sorted((REPO / "pqkern
 
 def main() -> int:
     paths = [Path(p) for p in sys.argv[1:]] or DEFAULT
-    fx = load_fixture()
+    fx = datasets.ensure(None, ("flat", "ivf"))
     queries = fixed_queries(fx, 10)
     wls = {w: make(w, fx, queries) for w in ("flat", "ivf")}
     print(f"{fx.fixture_id}: prepare + warm-up, seconds (budget: {prepare_budget(fx.num_base):.2f} s per workload)")

@@ -23,6 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pqkern.bench import datasets
 from pqkern.bench.fixture import load_fixture
 from pqkern.bench.paired import SEED_KERNEL, compare
 
@@ -73,6 +74,7 @@ def main() -> int:
         table[path.name] = {}
         for name, kw, workloads in PLAN:
             fx = fixtures[(name, tuple(sorted(kw.items())))]
+            datasets.extend(fx, workloads)
             cmp = compare(fx, seed, source, workloads, mode="measure", rounds=args.rounds)
             if cmp.decision != "measured" or cmp.contract_problem:
                 print(f"{path.name} on {fx.fixture_id}: {cmp.contract_problem or cmp.reason}", file=sys.stderr)

@@ -21,6 +21,11 @@ DEMO = REPO / "pqkern" / "tools" / "demo_kernels"
 TESTS = REPO / "tests" / "kernels"
 
 
+# The real trial, in the scratch clone, with the static policy switched off: for the attacks that need introspection.
+WITHOUT_POLICY = ("import sys\nfrom pqkern.bench import trial\ntrial.violations = lambda source: []\n"
+                  "sys.exit(trial.main(sys.argv[1:]))")
+
+
 @dataclass
 class Outcome:
     """One trial as the agent sees it, and the phase times its folder recorded."""
@@ -74,14 +79,14 @@ def commit(repo: Path, source: str, message: str) -> str:
 
 
 def trial(repo: Path, description: str, extra: list[str] | None = None, cpu: int | None = None,
-          asv: bool = False) -> Outcome:
-    """Run the real trial on HEAD (pinned to ``cpu`` if given; recording keeps in asv if ``asv``); what it printed and
-    its folder's phase times."""
+          asv: bool = False, without_policy: bool = False) -> Outcome:
+    """Run the real trial on HEAD (pinned to ``cpu`` if given; recording keeps in asv if ``asv``; with the static policy
+    switched off if ``without_policy``, to attack what lies behind it); what it printed and its folder's phase times."""
     start = time.monotonic()
     head = git(repo, "rev-parse", "HEAD")[:10]
     pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    p = subprocess.run([*pin, sys.executable, "-m", "pqkern.bench.trial", description, *([] if asv else ["--no-asv"]),
-                        *(extra or [])],
+    command = ["-c", WITHOUT_POLICY] if without_policy else ["-m", "pqkern.bench.trial"]
+    p = subprocess.run([*pin, sys.executable, *command, description, *([] if asv else ["--no-asv"]), *(extra or [])],
                        cwd=repo, capture_output=True, text=True)
     line = next((x for x in p.stdout.splitlines() if x.startswith("verdict:")), (p.stdout + p.stderr).strip()[-300:])
     folders = sorted((repo / "trials").glob(f"*-{head}/comparison.json"))

@@ -46,7 +46,7 @@ def data_dir(tmp_path_factory) -> Path:
 def siftsmall_dir(data_dir) -> Path:
     """The real siftsmall files linked into the test data directory, or skip."""
     if not all((SHARED_SIFTSMALL / f).is_file() for f in SIFTSMALL_FILES):
-        pytest.skip(f"real siftsmall files not found in {SHARED_SIFTSMALL} (see README, 'Fixtures')")
+        pytest.skip(f"real siftsmall files not found in {SHARED_SIFTSMALL} (see docs/fixtures.md)")
     target = data_dir / "siftsmall"
     target.mkdir(exist_ok=True)
     for f in SIFTSMALL_FILES:

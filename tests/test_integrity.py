@@ -123,7 +123,7 @@ def small_fixture(data_dir):
     saved = {k: os.environ.get(k) for k in env if k.startswith("PQKERN_")}
     os.environ.update({k: v for k, v in env.items() if k.startswith("PQKERN_")})
     try:
-        yield load_fixture()
+        yield datasets.ensure(None, ("flat", "ivf"))
     finally:
         for k, v in saved.items():
             if v is None:

@@ -7,7 +7,7 @@ Sources, chosen by name (``--source`` / ``PQKERN_SOURCE``):
 - ``synthetic``: deterministic SIFT-like data at SIFT1M's shape (sizes can be overridden).
 - ``smoke``: the same generator at 1,024 base / 64 queries, for tests.
 - ``imagesift``: real SIFT descriptors computed offline from the images the scikit-image wheel ships
-  (``imagesift.py``): base 594,966, a held-out query pool of 27,005 from other images, in ``<data>/imagesift/``;
+  (``imagesift.py``): base 594,966, a held-out query pool of 27,003 from other images, in ``<data>/imagesift/``;
   extracted once (half a minute on 2 cores), verified against the reference digest on every load.
 
 Default: ``sift1m`` when its files are present, else ``synthetic``. Everything derived
@@ -205,7 +205,7 @@ def _raw_vectors(source: str, fid: str, cache: Path, data: Path, sizes: tuple[in
         if not sift_available(source, data):
             raise FixtureError(
                 f"{source}: files not found in {d} (need {', '.join(prefix + '_' + p for p in parts)}); "
-                f"get them from the TEXMEX corpus as the README's 'Fixtures' section says, or choose --source synthetic"
+                f"get them from the TEXMEX corpus as docs/fixtures.md says, or choose --source synthetic"
             )
         try:
             base = read_vecs(d / f"{prefix}_base.fvecs", DIM, parts["base"])

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import budget, datasets, recall, rule, sequential
+from pqkern.bench import budget, recall, rule, sequential
 from pqkern.bench.fixture import FixtureError
 from pqkern.bench.queries import QuerySet, draw_seed, fixed_queries, fresh_queries, parse_seed, rng, warm_vectors
 from pqkern.bench.session import Block, KernelProcess, WorkerFailure
@@ -171,6 +171,7 @@ class Match:
         self.coin = rng(queries.seed or 0, "pairs") if queries.fresh else np.random.default_rng()  # who goes first
         self.log = log or (lambda msg: None)
         self.workers: dict[str, KernelProcess] = {}
+        self.started: list[str] = []
         self.figures: dict[str, dict[str, KernelFigures]] = {}
         self.records: list[dict] = []
 
@@ -194,6 +195,7 @@ class Match:
         random.SystemRandom().shuffle(labels)
         for label in labels:
             self.start(label, sources[label])
+        self.started = labels  # get them ready in this order too: neither waits for the other by its role
 
     def ready(self, label: str, cmp: Comparison, enforce_budget: bool = False) -> None:
         """Wait until ``label``'s kernel is prepared and warm; record its prepare time; check its budget if asked."""
@@ -360,14 +362,13 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
             query_seed: int | None = None, fixed: bool = False, jail: bool = True, threads: int = 1, k: int = K,
             pairs: dict[str, int] | None = None, warm_calls: dict[str, bool] | None = None, log=None) -> Comparison:
     """Compare two kernel sources on ``fx`` (see the module docstring): one pair of rounds, settled; never raises for a
-    kernel's failure. Fresh queries unless ``fixed``."""
+    kernel's failure. Fresh queries unless ``fixed``. The workloads' data must be built (``datasets.extend``): the
+    judge only loads it."""
     start = time.monotonic()
     queries = query_set(fx, POOL, query_seed, fixed)
     cmp = Comparison("measured", "measured", "", {})
     try:
-        datasets.extend(fx, workloads)  # built once, before anything is judged
-        cmp.timings["data"] = time.monotonic() - start
-        wls = {w: make(w, fx, queries, k) for w in workloads}
+        wls = {w: make(w, fx, queries, k) for w in workloads}  # loaded only: the caller built them (datasets.py)
     except (ValueError, FixtureError) as e:
         cmp.decision, cmp.reason = "harness", str(e)
         return cmp
@@ -376,7 +377,7 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
                log=log) as match:
         try:
             match.start_all({"incumbent": incumbent_source, "candidate": candidate_source})
-            for label in ("incumbent", "candidate"):
+            for label in match.started:
                 match.ready(label, cmp)
             cmp.timings["start-up"] = time.monotonic() - start
             match.pair("incumbent", "candidate", rows, cmp, mode=mode, rounds=rounds, cap_seconds=cap_seconds)
@@ -445,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary", action="store_true", help="print only the decision and one labelled line per workload "
                    "(estimate and 99%% interval of the candidate's speed-up over the incumbent) instead of the JSON")
     args = p.parse_args(argv)
+    from pqkern.bench import datasets
     from pqkern.bench.fixture import load_fixture
     from pqkern.bench.policy import PolicyError, violations
 
@@ -464,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         print(f"paired: without the real-descriptor workload: {why}", file=sys.stderr)
         workloads = WORKLOADS
+    try:
+        datasets.extend(fx, workloads)  # built once (progress on stderr), before anything is judged
+    except FixtureError as e:
+        print(f"paired: {e}", file=sys.stderr)
+        return 1
     cmp = compare(fx, sources["incumbent"], sources["candidate"], workloads, mode=args.mode,
                   rounds=args.rounds, cap_seconds=args.cap_seconds, query_seed=seed, fixed=args.fixed_queries,
                   jail=not args.no_jail, k=args.k, pairs=dict(zip(WORKLOADS, args.pairs, strict=True)) if args.pairs else None,

@@ -69,8 +69,8 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
     t0 = time.monotonic()
     baseline = trial.incumbent is None
     match.start_all({"incumbent": incumbent, "candidate": candidate})
-    match.ready("incumbent", cmp)
-    match.ready("candidate", cmp, enforce_budget=True)
+    for label in match.started:  # in the random order they were started: neither waits for the other by its role
+        match.ready(label, cmp, enforce_budget=label == "candidate")
     cmp.timings["start-up"] = time.monotonic() - t0
     t0 = time.monotonic()
     match.pair("incumbent", "candidate", rows["decide"], cmp, mode="measure" if baseline else "decide",

@@ -84,7 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="address space the kernel may add to the worker, in MB (default 4096)")
     p.add_argument("--result-json", help="also write the result, with per-query times, to this file")
     p.add_argument("--no-jail", action="store_true",
-                   help="run the worker without the operating-system jail (only where the jail cannot work; see README)")
+                   help="run the worker without the operating-system jail (only where the jail cannot work; see "
+                   "docs/guarantees.md)")
     return p.parse_args(argv)
 
 

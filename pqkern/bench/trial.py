@@ -358,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, default=600, help="seconds for each worker's whole life (default 600)")
     p.add_argument("--no-asv", action="store_true", help="do not record a kept commit in asv")
     p.add_argument("--asv-bench", default=ASV_BENCH, help=f"asv benchmarks to record (regex, default {ASV_BENCH!r})")
-    p.add_argument("--no-jail", action="store_true", help="run workers without the operating-system jail (see README)")
+    p.add_argument("--no-jail", action="store_true",
+                   help="run workers without the operating-system jail (see docs/guarantees.md)")
     args = p.parse_args(argv)
     try:
         root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,

@@ -385,7 +385,7 @@ def ivf_adc(ivf, residuals: np.ndarray, probes: np.ndarray, ids: np.ndarray, whe
 def measure_ivf(fx, qset: QuerySet, kernel_paths: list[Path] = (), k: int = K) -> dict:
     """The IVF table on the queries ``qset``: the kernels (jailed, as the runner times them), Lance, FAISS and numpy on
     the IVF layout, each checked against the IVF oracle and ground truth; ratios are to the first kernel, if any."""
-    ivf = ivf_layout.load_ivf(fx)
+    ivf = ivf_layout.load_ivf(fx, build=True)  # a tool: it builds the layout if this fixture has none yet
     qs = qset.vectors
     qids = np.arange(len(qs))
     warm = np.array(fx.base[:3], np.float32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from pqkern.bench import datasets
 from pqkern.bench.paired import SEED_KERNEL, compare
 
 SIZES = (1_000, 4_000, 16_000, 64_000, 256_000, 1_000_000)
@@ -28,6 +29,7 @@ def workloads(num_base: int, extra: tuple[int, ...] = ()) -> list[str]:
 def measure(fx, source: str, kernel: str, rounds: int = ROUNDS, extra: tuple[int, ...] = (), log=None) -> tuple[list, str]:
     """``(rows, problem)``: one row per size with the speed-up over the seed and its 99% interval."""
     names = workloads(fx.num_base, extra)
+    datasets.extend(fx, names)
     cmp = compare(fx, SEED_KERNEL.read_text(encoding="utf-8"), kernel, names, mode="measure", rounds=rounds, log=log)
     if cmp.decision != "measured" or cmp.contract_problem:
         return [], f"{source} size curve: the kernel did not run cleanly ({cmp.contract_problem or cmp.reason})"

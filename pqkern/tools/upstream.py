@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pqkern.bench import imagesift
+from pqkern.bench import datasets, imagesift
 from pqkern.bench.fixture import FixtureError, load_fixture, sift_available
 from pqkern.bench.history import Repo, read_chain
 from pqkern.bench.paired import SEED_KERNEL, compare
@@ -55,6 +55,7 @@ def kernel_at(commit: str, root: Path) -> tuple[str, str]:
 def measure(fx, source: str, kernel: str, seed: str, rounds: int, log) -> tuple[list[dict], list[str]]:
     """The speed-up and recall rows of one fixture (both workloads, both k), and what could not be measured."""
     rows, missing = [], []
+    datasets.extend(fx, ("flat", "ivf"))
     for k in KS:
         log(f"{fx.fixture_id}: k={k}, paired against the seed ({rounds} rounds per workload)")
         cmp = compare(fx, seed, kernel, ("flat", "ivf"), mode="measure", rounds=rounds, k=k)
