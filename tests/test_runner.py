@@ -131,7 +131,7 @@ def test_contract_violations_exit_4(data_dir, kernel, message):
 def test_missing_fixture_is_a_harness_error(data_dir):
     r = run_runner(data_dir, "--source", "sift1m")
     assert r.code == 1
-    assert "files not found" in r.stderr and "'Fixtures'" in r.stderr
+    assert "files not found" in r.stderr and "docs/fixtures.md" in r.stderr
     assert r.stdout.startswith("---\nsource: sift1m\n")
 
 

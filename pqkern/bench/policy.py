@@ -69,6 +69,9 @@ DENIED = {
     # format strings read attributes by name ("{0.__globals__}".format(f))
     "format", "format_map",
 }
+# The interpreter's introspection: frames, code, generators, coroutines, tracebacks, bound methods, closures, modules.
+INTROSPECTION_PREFIXES = ("f_", "gi_", "co_", "cr_", "ag_", "tb_", "im_", "func_")
+INTROSPECTION = {"mro", "modules", "cell_contents", "with_traceback"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,10 +129,32 @@ class PolicyError(ValueError):
         super().__init__(f"{path}: kernel policy: {lines}{more}")
 
 
-def _attribute_problem(name: str) -> str:
-    if name.startswith("_") or name not in allowed_attributes():
+def _attribute_problem(name: str, own: frozenset[str] = frozenset()) -> str:
+    if name.startswith("_") or (name not in allowed_attributes() and name not in own):
         return f"attribute .{name} is not allowed in a kernel (not public numpy/numba API, or denied)"
     return ""
+
+
+def _never(name: str) -> bool:
+    """Names no kernel may use as an attribute even of its own objects: the interpreter's introspection, and DENIED."""
+    return name.startswith("_") or name.startswith(INTROSPECTION_PREFIXES) or name in INTROSPECTION or name in DENIED
+
+
+def _own_attributes(tree: ast.AST) -> frozenset[str]:
+    """The attributes the file gives its own objects: assigned ones (``self.state = ...``) and the methods and class
+    attributes its classes define, minus every introspection or denied name."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(item.name)
+                elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+                    targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                    names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return frozenset(n for n in names if not _never(n))
 
 
 def _bound_names(tree: ast.AST) -> set[str]:
@@ -198,7 +223,9 @@ def violations(source: str) -> list[tuple[int, str]]:
     except SyntaxError as e:
         return [(e.lineno or 0, f"syntax error: {e.msg}")]
     aliases = _module_aliases(tree)
-    bound = _bound_names(tree) - {n for n in _bound_names(tree) if n.startswith("__")}
+    bound = {n for n in _bound_names(tree) if not n.startswith("__")}
+    own = _own_attributes(tree)
+    methods = {id(item) for node in ast.walk(tree) if isinstance(node, ast.ClassDef) for item in node.body}
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
@@ -210,12 +237,12 @@ def violations(source: str) -> list[tuple[int, str]]:
             found.append((line, f"name {node.id!r} is not allowed in a kernel (not defined in the file, nor an allowed "
                                 f"builtin)"))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.arg)) and (
-                getattr(node, "name", None) or getattr(node, "arg", "")).startswith("__"):
+                getattr(node, "name", None) or getattr(node, "arg", "")).startswith("__") and id(node) not in methods:
             found.append((line, f"name {getattr(node, 'name', None) or node.arg!r} is not allowed in a kernel"))
-        elif isinstance(node, ast.Attribute) and _attribute_problem(node.attr):
-            found.append((line, _attribute_problem(node.attr)))
+        elif isinstance(node, ast.Attribute) and _attribute_problem(node.attr, own):
+            found.append((line, _attribute_problem(node.attr, own)))
         elif isinstance(node, ast.MatchClass):  # case C(attr=...) reads attributes by name
-            found += [(line, _attribute_problem(a)) for a in node.kwd_attrs if _attribute_problem(a)]
+            found += [(line, _attribute_problem(a, own)) for a in node.kwd_attrs if _attribute_problem(a, own)]
         if isinstance(node, ast.Attribute) and _module_expression(node.value, aliases) and node.attr in submodule_names():
             found.append((line, f"attribute .{node.attr} is not allowed in a kernel (a module)"))
         module = _module_expression(node, aliases)

@@ -197,8 +197,10 @@ class KernelProcess:
         return header, arrays
 
     def _settled_cpu(self, stage: str) -> int:
-        """The worker's CPU ns once none of its threads runs: it is blocked waiting for the judge."""
+        """The worker's CPU ns once none of its threads runs (it is blocked waiting for the judge) and two readings in a
+        row agree: a thread shows as sleeping a moment before the scheduler adds its last slice to its count."""
         give_up = time.monotonic() + SETTLE_SECONDS
+        last = None
         while True:
             try:
                 used, running = cpu_ns(self.proc.pid)
@@ -209,8 +211,9 @@ class KernelProcess:
                 self.kill()
                 raise WorkerFailure("harness", f"the judge cannot read the worker's CPU accounting ({e}): it times "
                                                f"every call from /proc/<pid>/task/*/schedstat (Linux)") from None
-            if not running:
+            if not running and used == last:
                 return used
+            last = None if running else used
             if time.monotonic() > min(give_up, self.deadline):
                 self.kill()
                 raise WorkerFailure("contract", f"{stage}: the worker kept running {SETTLE_SECONDS:g} s after it "
