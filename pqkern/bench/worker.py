@@ -17,6 +17,7 @@ partition's residual query, the whole probe one request.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import resource
 import sys
@@ -144,6 +145,8 @@ def serve(cmd: int, reply: int) -> int:
             stage = f"search ({wl.name} compile pass)"
             wl.compile_search(kernel, small, warm, k)
             del small
+        gc.collect()
+        gc.disable()  # no collection pause inside a timed request: the worker's own objects hold no cycles
         send(reply, {"op": "loaded"})
         while True:
             stage = "waiting"
