@@ -17,6 +17,7 @@ from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
 
 from pqkern.bench import rule, sequential
 from pqkern.bench.exactness import CHECK_ROUNDS
+from pqkern.bench.paired import PAIRS
 from pqkern.bench.results import HEADER
 from pqkern.bench.runner import BLOCK_KEYS, EXTRA_KEYS
 
@@ -111,8 +112,9 @@ def test_baseline_is_measured_against_the_seed(trajectory):
     assert float(row["seed_speedup_hi"]) < 1.0  # the slow seed of this trajectory is slower than the frozen seed
     assert row["flat_seed_speedup"] != "-" and row["ivf_seed_speedup"] != "-" and row["ivf_recall_at_10"] != "-"
     assert row["speedup"] == "-"  # a baseline has no incumbent
-    # every answer of the 100 rounds and of the check that carries them on, two queries a round on each of 3 workloads
-    assert int(row["checked_queries"]) == 3 * 2 * (100 + CHECK_ROUNDS)
+    # every answer of the 100 rounds and of the check that carries them on: per round an untimed and a timed query per
+    # pair, one pair of flat and of real queries and PAIRS["ivf"] of IVF ones
+    assert int(row["checked_queries"]) == (2 + 2 * PAIRS["ivf"] + 2) * (100 + CHECK_ROUNDS)
     assert row["queries"] == "fresh" and row["query_seed"].startswith("0x")
     assert "---\nsource: synthetic\nnum_base: 20000\n" in s["out"]
 
@@ -132,7 +134,7 @@ def test_faster_kernel_is_kept_with_its_own_measurement_against_the_seed(traject
     assert float(row["seed_speedup_lo"]) == pytest.approx(direct["lo"], abs=0.0006)
     assert record["seed_measurement"]["rounds"] == 100 and record["query_seed"] == row["query_seed"]
     assert row["real_seed_speedup"] != "-" and row["real_recall_delta"] == "+0.0000"  # the real descriptors, judged too
-    assert int(row["checked_queries"]) >= 3 * 2 * CHECK_ROUNDS
+    assert int(row["checked_queries"]) >= (2 + 2 * PAIRS["ivf"] + 2) * CHECK_ROUNDS
 
 
 def test_a_comment_only_commit_is_kept_at_once_as_the_same_code(trajectory):

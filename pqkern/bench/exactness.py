@@ -5,20 +5,22 @@ queries, and a kernel wrong on one query in a few hundred would slip through. So
 candidate is decided a keep (and for a baseline), the rounds simply go on: the same two
 workers, the same partner, the same requests (one query a request, each timed query led by an
 untimed one), with no pause between the decision and the check, for ``CHECK_ROUNDS`` more
-rounds. The candidate searches ``CHECK_QUERIES`` more fresh queries on each workload, and so
-does its partner, the incumbent (which was kept before and is checked again). Every answer is
-checked against the exact ADC top-k, rank by rank, while the rounds go on (the judge computes the
-exact answers in a thread, bounded by the k-th distances the kernels returned).
+rounds. The candidate searches ``CHECK_QUERIES`` more fresh queries on each workload (twice as
+many on IVF, two pairs a round), and so does its partner, the incumbent (which was kept before
+and is checked again). Every answer is checked against the exact ADC top-k, rank by rank, while
+the rounds go on (the judge computes the exact answers in a thread, bounded by the k-th distances
+the kernels returned).
 
 Nothing a kernel can see tells the check from the decision: no role (every worker starts the
 same way), no pause, no other partner, no other pattern of calls, so its call count and a
 coarse clock say nothing either. Both kernels of the trial get the check.
 
 What it catches: a kernel wrong on 1 query in 300, on every workload, is caught with probability
-``1 - (299/300) ** 2100`` = 99.9% by this phase alone (700 queries a workload, 2,100 in all); one
-wrong on a single workload only with ``1 - (299/300) ** 700`` = 90.3% at its keep, and again at
-the next keep, where it is the incumbent and searches as many (99.1% over both), besides the
-queries of every trial in between, in each of which it is the incumbent.
+``1 - (299/300) ** 2800`` = 99.99% by this phase alone (700 flat, 1,400 IVF and 700 real queries);
+one wrong on the flat or the real workload only with ``1 - (299/300) ** 700`` = 90.3% at its keep
+(IVF only: 99.1%), and again at the next keep, where it is the incumbent and searches as many
+(99.1% over both), besides the queries of every trial in between, in each of which it is the
+incumbent.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-CHECK_QUERIES = 700  # per workload, for each kernel of the pair (two per round: the untimed one and the timed one)
+CHECK_QUERIES = 700  # per workload and kernel, at least (a pair a round: the untimed query and the timed one)
 CHECK_ROUNDS = CHECK_QUERIES // 2
 BATCH_ROUNDS = 25  # rounds whose exact answers are computed together, in the background
 

@@ -49,7 +49,9 @@ from pqkern.bench.worker import ContractError
 from pqkern.bench.workloads import REAL, WORKLOADS, Checked, K, Workload, judged, make, real_unavailable
 
 POOL = 2000  # query-set rows for one comparison's rounds
-PAIRS = {"flat": 1, "ivf": 1}  # query pairs per workload per round: two queries a round each, the untimed one and the timed
+# Query pairs per workload per round, each timed query led by an untimed one. An IVF query is the noisiest (its probed
+# partitions are cold for whichever kernel searches them first) and costs about a third of a flat one at 1M: two pairs.
+PAIRS = {"flat": 1, "ivf": 2}
 # An untimed call on another fresh query before each timed call brings that kernel's working set (its code, its tables,
 # the codebook, the flat codes) back to where its own last call left it, whatever the other kernel left in the shared
 # caches: a kernel that evicts them at the end of each call slows only itself. Its result is checked like any other,
@@ -338,6 +340,12 @@ class Match:
     def close(self) -> None:
         for worker in self.workers.values():
             worker.close()
+
+
+def rows_per_round(pairs: dict[str, int] | None = None, warm_calls: dict[str, bool] | None = None) -> int:
+    """The query-set rows a round takes from its phase's rows (the workload that takes most)."""
+    pairs, warm_calls = pairs or PAIRS, warm_calls or WARM_CALLS
+    return max(pairs[kind] * (1 + warm_calls[kind]) for kind in pairs)
 
 
 def plan(queries: QuerySet, sizes: dict[str, int]) -> dict[str, np.ndarray]:

@@ -22,14 +22,14 @@ from __future__ import annotations
 import time
 
 from pqkern.bench import chain, exactness, rule
-from pqkern.bench.paired import POOL, SEED_KERNEL, Comparison, Match
+from pqkern.bench.paired import POOL, SEED_KERNEL, Comparison, Match, rows_per_round
 
 RECALL_BAND = 0.005
 RECALL_FLOOR = 0.50
 BASELINE_ROUNDS = 100
 SEED_ROUNDS = 100  # the direct measurement of a keep against the frozen seed
-# Query-set rows of each phase (two a round on every workload: the untimed query and the timed one).
-POOLS = {"decide": POOL, "check": 2 * exactness.CHECK_ROUNDS, "seed": 2 * SEED_ROUNDS}
+# Query-set rows of each phase (a round takes an untimed and a timed query per pair, on every workload).
+POOLS = {"decide": POOL, "check": rows_per_round() * exactness.CHECK_ROUNDS, "seed": rows_per_round() * SEED_ROUNDS}
 
 
 def below_floor(figures: dict) -> str:
