@@ -30,16 +30,16 @@ Measured (opencv-python-headless 5.0.0.93, scikit-image 0.26.0, numpy 2.4.6, 2 s
 621,969 rows, all distinct, mean value 27.6; base 594,966, query pool 27,003; 25-52 s wall, 2 GB
 peak (retina at 2x).
 
-Determinism: OpenCV picks SIMD code paths per CPU at run time (SSE4, AVX, AVX2, AVX-512), and they
-round differently: with them on, each dispatch level gave other bytes. So extraction runs with
-OpenCV's optimised paths off (``cv2.setUseOptimized(False)``): then every x86-64 dispatch level gives
-the same bytes (``tests/test_imagesift.py`` extracts under each ``OPENCV_CPU_DISABLE`` level the CPU
-offers, in fresh processes; ``scripts/imagesift_dispatch.py`` prints digests and times), at no cost in
-time. Covered: x86-64 CPUs, with the pinned versions of the packages above. Not covered: other
-architectures (ARM's NEON paths were never measured) and other builds of OpenCV, scikit-image's
-images or numpy. A machine that gives other bytes is told at once (``CANARY``: a 1-second extraction
-of two small images, before the minutes of the whole), and its extraction becomes a fixture of its
-own, ``imagesift-<digest>``, never mixed with the reference history.
+Determinism: OpenCV picks SIMD code paths per CPU at run time (SSE4, AVX, AVX2, AVX-512), and they round
+differently: with them on, each dispatch level gave other bytes. So extraction runs with OpenCV's optimised paths
+off (``cv2.setUseOptimized(False)``): then every x86-64 dispatch level gives the same bytes
+(``tests/test_imagesift.py`` extracts under each ``OPENCV_CPU_DISABLE`` level the CPU offers, in fresh processes;
+``scripts/imagesift_dispatch.py`` prints digests and times: 6.3-7.2 s against 5.7-6.6 s for three images, about 8%
+slower). Covered: x86-64 CPUs, with the pinned versions of the packages above. Not covered: other architectures
+(ARM's NEON paths were never measured) and other builds of OpenCV, scikit-image's images or numpy. A machine that
+gives other bytes is told at once (``CANARY``: a 1-second extraction of two small images, before the minutes of the
+whole), and its extraction becomes a fixture of its own, ``imagesift-<digest>``, never mixed with the reference
+history.
 """
 
 from __future__ import annotations
