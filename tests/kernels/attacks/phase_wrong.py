@@ -1,7 +1,7 @@
 """Attack (needs the policy bypassed for its clock): a fast kernel that is wrong (drops its nearest row) on one query in
-RATE, but only between the first and the second pause of a second or more between two of its calls: the first ends its
-start-up (it waits for the other worker to be ready), the second is where a judge that checked answers in a phase of
-their own would pause to start that check.
+RATE while it is timed, and exact from the first pause of a second or more between two of its calls once its start-up
+is over (its first 50 calls), which is when a judge that checked answers in a phase of their own would pause to start
+that check.
 
 The trial's check carries on the timed rounds with no pause and the same partner, and checks every answer of every
 phase, so its wrong answers are met: a crash naming the query."""
@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 RATE = 100
-STATE = {"last": None, "pauses": 0}
+STATE = {"last": None, "pauses": 0, "calls": 0}
 
 
 @numba.njit
@@ -56,12 +56,13 @@ def prepare(codes, codebook):
 
 def search(index, query, k):
     now = time.monotonic()
-    if STATE["last"] is not None and now - STATE["last"] >= 1.0:
+    STATE["calls"] += 1
+    if STATE["calls"] > 50 and STATE["last"] is not None and now - STATE["last"] >= 1.0:
         STATE["pauses"] += 1
     STATE["last"] = now
     rows, codebook = index
     h = int(abs(float(query[::7].sum())) * 7919.0 + abs(float(query[5])) * 131.0) % RATE  # as rarely_wrong.py
-    wrong = STATE["pauses"] == 1 and h == 0 and rows.shape[0] > k
+    wrong = STATE["pauses"] == 0 and h == 0 and rows.shape[0] > k
     if not wrong:
         return _scan(rows, _table(query, codebook), k)
     ids, dists = _scan(rows, _table(query, codebook), k + 1)
