@@ -408,14 +408,17 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
 def summary(cmp: Comparison) -> str:
     """The decision and one labelled line per workload: what the screening command prints."""
     lines = [f"decision: {cmp.decision} ({cmp.stop}; {cmp.reason}) rounds={cmp.rounds} time={cmp.seconds:.0f}s"]
-    for w, iv in cmp.intervals.items():
-        s, lo, hi = iv.as_ratio()
-        lines.append(f"{w}: {s:.3f}x [{lo:.3f}, {hi:.3f}]")
-    return "\n".join(lines)
+    return "\n".join(lines + [f"{w}: {ratio_text(iv)}" for w, iv in cmp.intervals.items()])
+
+
+def ratio_text(iv: sequential.Interval) -> str:
+    """A speed-up and its 99% interval as the verdict and the progress lines print it: ``1.043x [1.021, 1.066]``."""
+    s, lo, hi = iv.as_ratio()
+    return f"{s:.3f}x [{lo:.3f}, {hi:.3f}]"
 
 
 def _progress(cmp: Comparison) -> str:
-    parts = [f"{w} {iv.as_ratio()[0]:.3f}x [{iv.as_ratio()[1]:.3f}, {iv.as_ratio()[2]:.3f}]" for w, iv in cmp.intervals.items()]
+    parts = [f"{w} {ratio_text(iv)}" for w, iv in cmp.intervals.items()]
     return f"round {cmp.rounds}: " + "; ".join(parts)
 
 

@@ -97,6 +97,8 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
     cmp.reason = rule.explain(cmp.stop)
     found = problem(cmp)
     if found or not keep:
+        if keep and not baseline:
+            match.finish("candidate", cmp)  # its peak memory, for its result block
         return found or (cmp.decision, cmp.reason)
     if baseline:
         return "baseline", f"measured against the frozen seed in {cmp.rounds} rounds"

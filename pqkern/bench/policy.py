@@ -74,13 +74,22 @@ INTROSPECTION_PREFIXES = ("f_", "gi_", "co_", "cr_", "ag_", "tb_", "im_", "func_
 INTROSPECTION = {"mro", "modules", "cell_contents", "with_traceback"}
 
 
+def _members(objects) -> list[tuple[str, bool]]:
+    """Every attribute name of ``objects`` and whether its value is a module (import warnings silenced)."""
+    import types
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [(name, isinstance(getattr(obj, name, None), types.ModuleType))
+                for obj in objects for name in dir(obj)]
+
+
 @functools.lru_cache(maxsize=1)
 def allowed_attributes() -> frozenset[str]:
     """Every attribute name a kernel may use: the public, non-module names of numpy, numba and their types, of arrays and
     scalars, and of Python's containers and numbers, minus ``DENIED``; plus ``types`` and ``typed``."""
     import math
-    import types
-    import warnings
 
     import numba
     import numba.typed
@@ -90,12 +99,7 @@ def allowed_attributes() -> frozenset[str]:
                np.iinfo(np.int64), numba, numba.types, numba.typed, numba.typed.List, numba.typed.Dict, math, list, dict,
                set, frozenset, tuple, str, int, float, complex, bool, range, slice)
     names = set(MODULE_ATTRIBUTES) | {"List", "Dict"}  # numba.typed loads these two lazily: dir() may not list them
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for obj in sources:
-            for name in dir(obj):
-                if not name.startswith("_") and not isinstance(getattr(obj, name, None), types.ModuleType):
-                    names.add(name)
+    names |= {name for name, is_module in _members(sources) if not is_module and not name.startswith("_")}
     return frozenset(names - DENIED)
 
 
@@ -104,18 +108,12 @@ def submodule_names() -> frozenset[str]:
     """The attribute names through which numpy, numba, math, numba.types or numba.typed yield another module (``np.char``,
     ``numba.core``...): refused on a module even where an object has an attribute of the same name (``dtype.char``)."""
     import math
-    import types
-    import warnings
 
     import numba
     import numba.typed
     import numpy as np
 
-    names = set()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for module in (np, numba, math, numba.types, numba.typed):
-            names |= {n for n in dir(module) if isinstance(getattr(module, n, None), types.ModuleType)}
+    names = {name for name, is_module in _members((np, numba, math, numba.types, numba.typed)) if is_module}
     return frozenset(names - MODULE_ATTRIBUTES)
 
 

@@ -74,7 +74,6 @@ class Setup:
     """What the worker's set-up cost, measured by the judge: per workload, ``prepare`` and the start-up warm-up."""
 
     prepare_ns: dict[str, int] = field(default_factory=dict)  # CPU
-    prepare_wall_ns: dict[str, int] = field(default_factory=dict)
     warm_ns: dict[str, int] = field(default_factory=dict)  # CPU of the warm-up searches right after prepare
     warm_calls: dict[str, int] = field(default_factory=dict)
     steps_ns: dict[str, int] = field(default_factory=dict)  # wall time of start-up (import, jail, compile)
@@ -152,7 +151,7 @@ class KernelProcess:
 
     def __init__(self, source: str, workloads: dict[str, dict], warm: np.ndarray, k: int, deadline: float,
                  memory_limit_mb: int = 4096, threads: int = 1, jail: bool = True):
-        self.deadline, self.k, self.threads, self.workloads = deadline, k, threads, workloads
+        self.deadline, self.k, self.workloads = deadline, k, workloads
         self.warm = np.asarray(warm, np.float32)
         self.tmp = Path(tempfile.mkdtemp(prefix="pqkern-worker-"))
         cmd_r, self.cmd = os.pipe()
@@ -260,8 +259,7 @@ class KernelProcess:
         self.rss0_kb = memory_kb(self.proc.pid, "VmRSS")
         self._reset_peak()
         for name, spec in self.workloads.items():
-            _, _, wall, cpu = self.request(f"prepare ({name})", {"op": "prepare", "workload": name})
-            self.setup.prepare_ns[name], self.setup.prepare_wall_ns[name] = cpu, wall
+            self.setup.prepare_ns[name] = self.request(f"prepare ({name})", {"op": "prepare", "workload": name})[3]
             # the warm-up searches: each warm vector on the whole flat index, or on the first partitions of an IVF layout
             parts = min(4, int(spec.get("partitions", 1))) if spec["kind"] == "ivf" else 1
             probes = np.arange(parts, dtype=np.int32)[None, :] if spec["kind"] == "ivf" else None

@@ -54,7 +54,7 @@ from pqkern.bench import datasets, phases, rule
 from pqkern.bench import measured as measured_module
 from pqkern.bench.history import Chain, GitError, Repo, read_chain
 from pqkern.bench.lock import Busy, Neighbours, TrialLock
-from pqkern.bench.paired import CAP_SECONDS, SEED_KERNEL, Comparison, Failed, Match, failure, plan, query_set
+from pqkern.bench.paired import CAP_SECONDS, SEED_KERNEL, Comparison, Failed, Match, failure, plan, query_set, ratio_text
 from pqkern.bench.policy import PolicyError, violations
 from pqkern.bench.results import ResultsError, append_row, read_rows
 from pqkern.bench.runner import STATUS, format_block
@@ -488,9 +488,8 @@ def _figures(trial: Trial, row: dict, asv_seconds: float | None) -> str:
     if cmp and "combined" in cmp.intervals:
         for w in ("combined", *WORKLOADS, REAL):
             if w in cmp.intervals:
-                s, lo, hi = cmp.intervals[w].as_ratio()
                 name = ("vs_seed" if trial.incumbent is None else "speedup") if w == "combined" else w
-                parts.append(f"{name}={s:.3f}x [{lo:.3f}, {hi:.3f}]")
+                parts.append(f"{name}={ratio_text(cmp.intervals[w])}")
     if trial.incumbent and row["seed_speedup"] != "-":
         parts.append(f"vs_seed={row['seed_speedup']}x [{row['seed_speedup_lo']}, {row['seed_speedup_hi']}]")
     if row["checked_queries"] != "-":
