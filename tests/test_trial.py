@@ -16,8 +16,9 @@ import pytest
 from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
 
 from pqkern.bench import rule, sequential
-from pqkern.bench.exactness import CHECK_ROUNDS
+from pqkern.bench.exactness import CHECKED_ANSWERS
 from pqkern.bench.paired import PAIRS
+from pqkern.bench.phases import SEED_ROUNDS
 from pqkern.bench.results import HEADER
 from pqkern.bench.runner import BLOCK_KEYS, EXTRA_KEYS
 
@@ -112,9 +113,10 @@ def test_baseline_is_measured_against_the_seed(trajectory):
     assert float(row["seed_speedup_hi"]) < 1.0  # the slow seed of this trajectory is slower than the frozen seed
     assert row["flat_seed_speedup"] != "-" and row["ivf_seed_speedup"] != "-" and row["ivf_recall_at_10"] != "-"
     assert row["speedup"] == "-"  # a baseline has no incumbent
-    # every answer of the 100 rounds and of the check that carries them on: per round an untimed and a timed query per
-    # pair, one pair of flat and of real queries and PAIRS["ivf"] of IVF ones
-    assert int(row["checked_queries"]) == (2 + 2 * PAIRS["ivf"] + 2) * (100 + CHECK_ROUNDS)
+    # every answer of the 100 rounds and of the check that carries them on to CHECKED_ANSWERS: per round an untimed and a
+    # timed query per pair, one pair of flat and of real queries and PAIRS["ivf"] of IVF ones
+    per_round = 2 + 2 * PAIRS["ivf"] + 2
+    assert int(row["checked_queries"]) == per_round * max(100, -(-CHECKED_ANSWERS // per_round))
     assert row["queries"] == "fresh" and row["query_seed"].startswith("0x")
     assert "---\nsource: synthetic\nnum_base: 20000\n" in s["out"]
 
@@ -132,9 +134,9 @@ def test_faster_kernel_is_kept_with_its_own_measurement_against_the_seed(traject
     direct = record["seed_measurement"]["intervals"]["combined"]  # measured, not chained through the baseline
     assert float(row["seed_speedup"]) == pytest.approx(direct["speedup"], abs=0.0006)
     assert float(row["seed_speedup_lo"]) == pytest.approx(direct["lo"], abs=0.0006)
-    assert record["seed_measurement"]["rounds"] == 100 and record["query_seed"] == row["query_seed"]
+    assert record["seed_measurement"]["rounds"] == SEED_ROUNDS and record["query_seed"] == row["query_seed"]
     assert row["real_seed_speedup"] != "-" and row["real_recall_delta"] == "+0.0000"  # the real descriptors, judged too
-    assert int(row["checked_queries"]) >= (2 + 2 * PAIRS["ivf"] + 2) * CHECK_ROUNDS
+    assert int(row["checked_queries"]) >= CHECKED_ANSWERS  # the decision's and the check's rounds
 
 
 def test_a_comment_only_commit_is_kept_at_once_as_the_same_code(trajectory):

@@ -1,26 +1,25 @@
 """Exactness proved before a keep (immutable bench): the same paired rounds, carried on, every answer checked.
 
-The timed rounds of a trial check every result, but a decision may need only a few dozen
-queries, and a kernel wrong on one query in a few hundred would slip through. So once a
-candidate is decided a keep (and for a baseline), the rounds simply go on: the same two
-workers, the same partner, the same requests (one query a request, each timed query led by an
-untimed one), with no pause between the decision and the check, for ``CHECK_ROUNDS`` more
-rounds. The candidate searches ``CHECK_QUERIES`` more fresh queries on each workload (twice as
-many on IVF, two pairs a round), and so does its partner, the incumbent (which was kept before
-and is checked again). Every answer is checked against the exact ADC top-k, rank by rank, while
-the rounds go on (the judge computes the exact answers in a thread, bounded by the k-th distances
-the kernels returned).
+Every answer of every round is checked against the exact ADC top-k, but a decision may need only
+a few dozen rounds, and a kernel wrong on one query in a few hundred would slip through. So once a
+candidate is decided a keep (and for a baseline), the rounds simply go on, until the trial's
+rounds, the decision's included, hold ``CHECKED_ANSWERS`` answers of each kernel (``rounds_to_go``):
+the same two workers, the same partner, the same requests (one query a request, each timed query
+led by an untimed one), with no pause between the decision and the check. The incumbent (kept
+before) is checked again alongside. The judge computes the exact answers in a thread while the
+rounds go on, bounded by the k-th distances the kernels returned.
 
 Nothing a kernel can see tells the check from the decision: no role (every worker starts the
 same way), no pause, no other partner, no other pattern of calls, so its call count and a
 coarse clock say nothing either. Both kernels of the trial get the check.
 
-What it catches: a kernel wrong on 1 query in 300, on every workload, is caught with probability
-``1 - (299/300) ** 2800`` = 99.99% by this phase alone (700 flat, 1,400 IVF and 700 real queries);
-one wrong on the flat or the real workload only with ``1 - (299/300) ** 700`` = 90.3% at its keep
-(IVF only: 99.1%), and again at the next keep, where it is the incumbent and searches as many
-(99.1% over both), besides the queries of every trial in between, in each of which it is the
-incumbent.
+What it catches, counting only the rounds a kernel cannot tell from its decision (the seed
+measurement after them checks more): a kernel wrong on 1 query in 300 on every workload gives
+2,080 answers a chance, ``1 - (299/300) ** 2080`` = 99.90%. One wrong on a single workload
+meets a quarter (flat, real) or half (IVF) of them, with three workloads: 82.4% or 96.9% at its
+keep, and as many again at the next keep, where it is the incumbent (96.9% over both for flat or
+real), besides the queries of every trial in between, in each of which it is the incumbent and
+every answer is checked; a kernel found wrong as the incumbent is revoked (``history.py``).
 """
 
 from __future__ import annotations
@@ -29,13 +28,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-CHECK_QUERIES = 700  # per workload and kernel, at least (a pair a round: the untimed query and the timed one)
-CHECK_ROUNDS = CHECK_QUERIES // 2
+CHECKED_ANSWERS = 2080  # per kernel, over the decision and the check: a 1-in-300 kernel has 0.1% to pass unseen
+CHECK_ROUNDS = 350  # the most rounds the check may take (a round holds at least 6 answers: flat and IVF, 2 pairs)
 BATCH_ROUNDS = 25  # rounds whose exact answers are computed together, in the background
 
 
-def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, log=None) -> None:
-    """``CHECK_ROUNDS`` more rounds of ``first`` against ``second`` on ``rows`` (``paired.Match.pair`` in measure mode,
+def answers_per_round(match) -> int:
+    """What each kernel answers in a round: an untimed and a timed query per pair, on every workload."""
+    return sum(match.pairs[wl.kind] * (1 + match.warm_calls[wl.kind]) for wl in match.wls.values())
+
+
+def rounds_to_go(match, decided: int) -> int:
+    """The rounds the check adds to ``decided`` rounds for ``CHECKED_ANSWERS`` answers of each kernel."""
+    return min(CHECK_ROUNDS, max(0, -(-CHECKED_ANSWERS // answers_per_round(match)) - decided))
+
+
+def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int, log=None) -> None:
+    """``rounds_to_go`` more rounds of ``first`` against ``second`` on ``rows`` (``paired.Match.pair`` in measure mode,
     into ``cmp``), the exact answers of each batch computed in a thread while the next batch is searched. The caller's
     ``Match.settle`` then checks every result (the answers are cached by then)."""
     done = {w: sum(len(c.rows) for label in (first, second) for c in match.figures[label][w].checked) for w in match.wls}
@@ -51,8 +60,8 @@ def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, log=None) ->
                 pending.append(pool.submit(wl.oracle, rows_[done[w]:], bounds[done[w]:]))
                 done[w] = rows_.size
 
-        match.pair(first, second, rows, cmp, mode="measure", rounds=CHECK_ROUNDS, after_round=batch)
+        match.pair(first, second, rows, cmp, mode="measure", rounds=rounds_to_go(match, decided), after_round=batch)
         for future in pending:
             future.result()
     if log:
-        log(f"exactness: {cmp.rounds} more rounds, every answer checked")
+        log(f"exactness: {cmp.rounds} more rounds ({decided + cmp.rounds} in all), every answer checked")

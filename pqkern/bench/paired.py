@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import budget, recall, rule, sequential
+from pqkern.bench import affinity, budget, recall, rule, sequential
 from pqkern.bench.fixture import FixtureError
 from pqkern.bench.queries import QuerySet, draw_seed, fixed_queries, fresh_queries, parse_seed, rng, warm_vectors
 from pqkern.bench.session import Block, KernelProcess, WorkerFailure
@@ -176,6 +176,7 @@ class Match:
         self.started: list[str] = []
         self.figures: dict[str, dict[str, KernelFigures]] = {}
         self.records: list[dict] = []
+        self.cpus = affinity.plan(threads) or (None, None)  # the judge's and the timed workers' (affinity.py)
 
     def __enter__(self) -> Match:
         return self
@@ -243,12 +244,20 @@ class Match:
             raise Failed(label, "contract", str(e)) from None
         return block, checked, warm, warm_checked
 
-    def pair(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, *, mode: str = "decide",
-             rounds: int | None = None, cap_seconds: float = CAP_SECONDS,
-             simpler_margin: dict[str, float] | None = None, after_round=None) -> None:
+    def pair(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, **how) -> None:
         """Rounds of ``first`` against ``second`` on ``rows`` (in order) until decided, measured or capped: fills
-        ``cmp``'s intervals, rounds, decision and stop (speed-ups are ``second``'s over ``first``). ``after_round(t)`` is
-        called after each round."""
+        ``cmp``'s intervals, rounds, decision and stop (speed-ups are ``second``'s over ``first``); ``how``: see
+        ``_rounds``. Both workers are held on one CPU and the judge on another meanwhile (``affinity.py``)."""
+        for label in (first, second):
+            affinity.hold(self.workers[label].proc.pid, self.cpus[1])
+        with affinity.judge_on(self.cpus[0]):
+            self._rounds(first, second, rows, cmp, **how)
+
+    def _rounds(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, *, mode: str = "decide",
+                rounds: int | None = None, cap_seconds: float = CAP_SECONDS,
+                simpler_margin: dict[str, float] | None = None, after_round=None) -> None:
+        """``pair``'s rounds: ``mode`` decide or measure, at most ``rounds``, ``cap_seconds`` for a decision, and
+        ``after_round(t)`` called after each round."""
         names = list(self.wls)
         coin = self.coin
         per_round: dict[str, list[float]] = {w: [] for w in names}

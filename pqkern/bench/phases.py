@@ -5,9 +5,10 @@
 2. **Decision.** Paired rounds of the incumbent against the candidate (``paired.py``) until the
    keep rule (``rule.py``) decides or the cap is reached; a baseline measures ``BASELINE_ROUNDS``
    rounds against the frozen seed.
-3. **Check (a keep or a baseline).** The same rounds go on, with no pause and the same partner, for
-   ``exactness.CHECK_ROUNDS`` more: every answer of both kernels is checked against the exact ADC
-   top-k (``exactness.py``). A discard's results are checked the same way, after its rounds.
+3. **Check (a keep or a baseline).** The same rounds go on, with no pause and the same partner,
+   until the trial's rounds hold ``exactness.CHECKED_ANSWERS`` answers of each kernel: every answer
+   of both kernels is checked against the exact ADC top-k (``exactness.py``). A discard's results
+   are checked the same way, after its rounds.
 4. **Against the seed (a keep).** The frozen seed's worker, started during the check, is paired
    with the candidate's for ``SEED_ROUNDS`` rounds: the candidate's ``vs_seed``. It must agree with
    the incumbent's recorded ``vs_seed`` times the decision's ``speedup`` (``chain.py``), or the
@@ -27,7 +28,9 @@ from pqkern.bench.paired import POOL, SEED_KERNEL, Comparison, Match, rows_per_r
 RECALL_BAND = 0.005
 RECALL_FLOOR = 0.50
 BASELINE_ROUNDS = 100
-SEED_ROUNDS = 100  # the direct measurement of a keep against the frozen seed
+# The direct measurement of a keep against the frozen seed: as many rounds as asv's own measurement of a commit
+# (benchmarks/common.py), which it then records instead of measuring again (measured.py).
+SEED_ROUNDS = 50
 # Query-set rows of each phase (a round takes an untimed and a timed query per pair, on every workload).
 POOLS = {"decide": POOL, "check": rows_per_round() * exactness.CHECK_ROUNDS, "seed": rows_per_round() * SEED_ROUNDS}
 
@@ -83,7 +86,7 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
         check = Comparison("measured", "measured", "", {})
         if not baseline:  # it starts up during the check, whose timing decides nothing
             match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
-        exactness.carry_on(match, "incumbent", "candidate", rows["check"], check, log=match.log)
+        exactness.carry_on(match, "incumbent", "candidate", rows["check"], check, cmp.rounds, log=match.log)
         cmp.timings["exactness"] = time.monotonic() - t0
         cmp.check_rounds = check.rounds
     cmp.decision, cmp.stop = decision, stop

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import budget, datasets, recall
+from pqkern.bench import affinity, budget, datasets, recall
 from pqkern.bench.fixture import FixtureError, default_source
 from pqkern.bench.policy import PolicyError, check_kernel
 from pqkern.bench.queries import draw_seed, fixed_queries, fresh_queries, parse_seed, warm_vectors
@@ -185,7 +185,7 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
         handed_over = file_digest(list(wl.files.values()))
         if not qs.fresh:
             wl.oracle(rows)  # loaded (or computed the first time) while the worker starts
-        results = _time_queries(worker, wl, rows)
+        results = _time_queries(worker, wl, rows, affinity.plan(args.threads) or (None, None))
     except WorkerFailure as e:
         return FAILURE_EXIT.get(e.kind, EXIT_CONTRACT), (
             f"time budget of {args.time_budget:g} s {e}" if e.kind == "timeout" else str(e))
@@ -220,14 +220,17 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
     return EXIT_PASS, ""
 
 
-def _time_queries(worker: KernelProcess, wl, rows: np.ndarray):
-    """Each query once, in order, a request each: ``(ids, dists, wall ns, cpu ns)``, timed by the judge from outside."""
+def _time_queries(worker: KernelProcess, wl, rows: np.ndarray, cpus: tuple[int | None, int | None]):
+    """Each query once, in order, a request each: ``(ids, dists, wall ns, cpu ns)``, timed by the judge from outside,
+    the worker held on one CPU and the judge on another (``cpus``, ``affinity.py``)."""
     worker.ready()
+    affinity.hold(worker.proc.pid, cpus[1])
     blocks = []
-    for start in range(0, rows.size, BLOCK_QUERIES):
-        part = rows[start: start + BLOCK_QUERIES]
-        queries, probes = wl.request(part)
-        blocks.append(worker.search(wl.name, queries, probes))
+    with affinity.judge_on(cpus[0]):
+        for start in range(0, rows.size, BLOCK_QUERIES):
+            part = rows[start: start + BLOCK_QUERIES]
+            queries, probes = wl.request(part)
+            blocks.append(worker.search(wl.name, queries, probes))
     worker.finish()
     return tuple(np.concatenate([getattr(b, f) for b in blocks]) for f in ("ids", "dists", "wall_ns", "cpu_ns"))
 

@@ -15,9 +15,9 @@
    with a smaller syntax tree, simpler) or the cap is reached. ``prepare`` has a budget
    (``budget.py``). Every result of both kernels is then checked against the exact ADC top-k,
    and recall beside the exact ADC's on the same queries.
-3. Before a keep (and a baseline): the candidate is measured against the frozen seed directly
-   (``SEED_ROUNDS`` paired rounds, fresh queries), and its results on ``exactness.CHECK_QUERIES`` more
-   fresh queries per workload are checked (``exactness.py``).
+3. Before a keep (and a baseline): the rounds go on until each kernel has given
+   ``exactness.CHECKED_ANSWERS`` answers, all checked (``exactness.py``), and the candidate is measured
+   against the frozen seed directly (``phases.SEED_ROUNDS`` paired rounds, fresh queries).
 4. Appends one row to ``results.tsv`` (``results.py``) and keeps the inputs, every paired time and
    the verdict under ``trials/<time>-<commit>/``; the query seed is written there once the run is over.
 5. Keep (and baseline): records the commit in asv (``asv run HEAD^!``; ``asv machine --yes`` first

@@ -38,6 +38,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from pqkern.bench import affinity
 from pqkern.bench import ivf as ivf_layout
 from pqkern.bench.fixture import load_fixture
 from pqkern.bench.policy import check_kernel
@@ -172,23 +173,9 @@ def kernel_times(fx, workload: str, paths: list[Path], qset: QuerySet, k: int = 
     n = len(qset)
     wl = make(workload, fx, qset, k)
     warm = warm_vectors(fx, qset.seed)
-    workers = []
-    try:
-        for path in paths:
-            workers.append(KernelProcess(path.read_text(encoding="utf-8"), {workload: wl.spec()}, warm, k,
-                                         time.monotonic() + 1800))
-        for worker in workers:
-            worker.ready()
-        blocks: list[list] = [[] for _ in workers]
-        for turn, a in enumerate(range(0, n, INTERLEAVE)):
-            request = wl.request(np.arange(a, min(a + INTERLEAVE, n)))
-            for i in np.roll(np.arange(len(workers)), -turn):
-                blocks[i].append(workers[i].search(workload, *request))
-        for worker in workers:
-            worker.finish()
-    finally:
-        for worker in workers:
-            worker.close()
+    workers: list[KernelProcess] = []
+    cpus = affinity.plan()  # the workers on one CPU, the judge on another (bench/affinity.py)
+    blocks = _interleaved(workers, paths, workload, wl, warm, k, n, cpus or (None, None))
     out = []
     for path, got in zip(paths, blocks, strict=True):
         ids, dists = np.concatenate([b.ids for b in got]), np.concatenate([b.dists for b in got])
@@ -198,6 +185,31 @@ def kernel_times(fx, workload: str, paths: list[Path], qset: QuerySet, k: int = 
             raise RuntimeError(f"{path}: {problem}")
         out.append((np.concatenate([b.wall_ns for b in got]), checked.ids))
     return out
+
+
+def _interleaved(workers: list, paths: list[Path], workload: str, wl, warm, k: int, n: int,
+                 cpus: tuple[int | None, int | None]) -> list[list]:
+    """Every query of each kernel, the workers taking turns a block of ``INTERLEAVE`` queries each, held on the
+    workers' CPU of ``cpus`` and the judge on its own once all are ready."""
+    try:
+        for path in paths:
+            workers.append(KernelProcess(path.read_text(encoding="utf-8"), {workload: wl.spec()}, warm, k,
+                                         time.monotonic() + 1800))
+        for worker in workers:
+            worker.ready()
+            affinity.hold(worker.proc.pid, cpus[1])
+        blocks: list[list] = [[] for _ in workers]
+        with affinity.judge_on(cpus[0]):
+            for turn, a in enumerate(range(0, n, INTERLEAVE)):
+                request = wl.request(np.arange(a, min(a + INTERLEAVE, n)))
+                for i in np.roll(np.arange(len(workers)), -turn):
+                    blocks[i].append(workers[i].search(workload, *request))
+        for worker in workers:
+            worker.finish()
+    finally:
+        for worker in workers:
+            worker.close()
+    return blocks
 
 
 def kernel_names(paths: list[Path]) -> list[str]:

@@ -1,0 +1,59 @@
+"""Which CPU the judge runs on and which the kernels' workers run on (immutable bench).
+
+With two CPUs or more allowed, while kernels are being timed their workers are held on one CPU
+(the last allowed) and the judge's thread (and the exact-answer thread it starts) on another
+(the first): the workers never migrate (a migration leaves a kernel's caches behind, and the
+scheduler moves one worker and not the other), and the judge's polling and checks never share
+the workers' CPU, nor do its wake-ups preempt them. Start-up (import, compile, prepare) is not
+held: the workers use every CPU there. Measured with ``scripts/pair_noise.py``. Both workers of
+a pair share that CPU, so whatever else runs there hits both alike, as the pairing assumes. With
+one CPU allowed (``taskset -c 0 pqkern-trial``, a one-CPU machine), or kernels given several threads,
+nothing is pinned.
+
+``PQKERN_PIN=0`` switches it off (the figures then spread about twice as much).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+ENV = "PQKERN_PIN"
+
+
+def plan(threads: int = 1) -> tuple[int, int] | None:
+    """``(judge CPU, workers' CPU)`` from the CPUs this process may use, or None: one CPU, kernels of several threads
+    (``--threads``: they need the CPUs), not Linux, or switched off."""
+    if threads > 1 or os.environ.get(ENV, "1") == "0" or not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[-1]) if len(cpus) > 1 else None
+
+
+def hold(pid: int, cpu: int | None) -> None:
+    """Hold every thread of process ``pid`` (a worker) on ``cpu``; None leaves it as it is."""
+    if cpu is None:
+        return
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # the worker is gone: its next request says how
+        return
+    for task in tasks:
+        try:
+            os.sched_setaffinity(int(task), {cpu})
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
+
+
+@contextmanager
+def judge_on(cpu: int | None):
+    """Hold the calling thread (the judge, and threads it starts meanwhile) on ``cpu``, and give it back its CPUs after."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
