@@ -136,7 +136,7 @@ def test_a_candidate_cannot_reach_the_incumbent(small_fixture):
     """With the policy switched off (compare() is below it), the candidate searches its own process and finds nothing."""
     incumbent = (DEMO / "relayout.py").read_text()
     cmp = compare(small_fixture, incumbent, (KERNELS / "attacks" / "reach_incumbent.py").read_text(), ("flat",),
-                  cap_seconds=20)
+                  cap_seconds=20, cap_rounds=2000)
     assert cmp.decision == "discard", cmp.reason  # the incumbent was not slowed: the numpy candidate is slower
     assert cmp.intervals["flat"].hi < 0
 
@@ -144,7 +144,7 @@ def test_a_candidate_cannot_reach_the_incumbent(small_fixture):
 def test_evicting_caches_after_returning_buys_nothing(small_fixture):
     incumbent = (DEMO / "relayout.py").read_text()
     cmp = compare(small_fixture, incumbent, (KERNELS / "attacks" / "evict_after_return.py").read_text(), ("flat", "ivf"),
-                  cap_seconds=20)
+                  cap_seconds=20, cap_rounds=2000)
     assert cmp.decision == "discard", (cmp.decision, cmp.reason)
 
 

@@ -93,7 +93,8 @@ def test_a_simplification_is_kept(repo):
     kept = _commit_kernel(path, env, HAND_TRANSPOSE, "the hand-written transpose")
     _forge(path, kept, "keep", "kept earlier")  # as if a trial had kept it over the seed
     simpler = _commit_kernel(path, env, (DEMO / "relayout.py").read_text(), "numpy's transpose instead")
-    s = _trial(path, env, "numpy's transpose instead", "--cap-seconds", "40")  # a 2% margin needs a narrow interval
+    s = _trial(path, env, "numpy's transpose instead", "--cap-seconds", "40",
+               "--cap-rounds", "2000")  # a 2% margin needs a narrow interval
     assert s["code"] == 0 and "verdict: keep (simpler:" in s["verdict"] and "stop=simpler" in s["verdict"], s["out"]
     row = s["rows"][-1]
     assert s["head"] == simpler and row["stop"] == "simpler" and row["seed_speedup"] != "-"

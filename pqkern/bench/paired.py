@@ -57,9 +57,12 @@ PAIRS = {"flat": 1, "ivf": 2}
 # caches: a kernel that evicts them at the end of each call slows only itself. Its result is checked like any other,
 # and it looks like any other query to the kernel (each query is a request of its own).
 WARM_CALLS = {"flat": True, "ivf": True}
-# Paired timing stops undecided after this long. A nil change must narrow the interval to +-1% (20-30 s of pairs at 1M
-# with three workloads), a 3% gain needs about a quarter of those rounds; but rounds of a slow kernel cost more, and a
-# 3% gain of a kernel several times slower than the seed may end undecided (measured: scripts/verdict_power.py).
+# Paired timing stops undecided after this many rounds, or this long, whichever comes first. At 1M, quiet, a round
+# takes about 80 ms at the seed's speed; a 3% gain is decided in about 30 rounds (40 for nine in ten), a nil change ends
+# `within` after about 100 (narrowing the interval to +-1%) or at the cap. Counted in rounds, the cap gives the same
+# power whatever a round costs; the seconds bound a loaded machine and kernels much slower than the seed, whose 3%
+# gains may then end undecided (measured: scripts/verdict_power.py, scripts/pair_noise.py).
+CAP_ROUNDS = 120
 CAP_SECONDS = 20.0
 TOLERANCE = 0.01
 RECALL_SAMPLE = 250  # rows per workload on which absolute recall is measured (ground truth: a BLAS scan per fresh query)
@@ -254,10 +257,10 @@ class Match:
             self._rounds(first, second, rows, cmp, **how)
 
     def _rounds(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, *, mode: str = "decide",
-                rounds: int | None = None, cap_seconds: float = CAP_SECONDS,
+                rounds: int | None = None, cap_seconds: float = CAP_SECONDS, cap_rounds: int = CAP_ROUNDS,
                 simpler_margin: dict[str, float] | None = None, after_round=None) -> None:
-        """``pair``'s rounds: ``mode`` decide or measure, at most ``rounds``, ``cap_seconds`` for a decision, and
-        ``after_round(t)`` called after each round."""
+        """``pair``'s rounds: ``mode`` decide or measure, at most ``rounds``, ``cap_rounds`` and ``cap_seconds`` for a
+        decision, and ``after_round(t)`` called after each round."""
         names = list(self.wls)
         coin = self.coin
         per_round: dict[str, list[float]] = {w: [] for w in names}
@@ -282,7 +285,7 @@ class Match:
                 if outcome:
                     cmp.decision, cmp.stop = outcome
                     return
-                if time.monotonic() - start > cap_seconds:
+                if t + 1 >= cap_rounds or time.monotonic() - start > cap_seconds:
                     break
         if mode == "decide":
             cmp.stop = rule.at_cap(cmp.intervals)
@@ -375,7 +378,8 @@ def query_set(fx, count: int, query_seed: int | None = None, fixed: bool = False
 
 
 def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[str] | tuple[str, ...] = WORKLOADS, *,
-            mode: str = "decide", rounds: int | None = None, cap_seconds: float = CAP_SECONDS, time_budget: float = 600.0,
+            mode: str = "decide", rounds: int | None = None, cap_seconds: float = CAP_SECONDS,
+            cap_rounds: int = CAP_ROUNDS, time_budget: float = 600.0,
             query_seed: int | None = None, fixed: bool = False, jail: bool = True, threads: int = 1, k: int = K,
             pairs: dict[str, int] | None = None, warm_calls: dict[str, bool] | None = None, log=None) -> Comparison:
     """Compare two kernel sources on ``fx`` (see the module docstring): one pair of rounds, settled; never raises for a
@@ -397,7 +401,8 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
             for label in match.started:
                 match.ready(label, cmp)
             cmp.timings["start-up"] = time.monotonic() - start
-            match.pair("incumbent", "candidate", rows, cmp, mode=mode, rounds=rounds, cap_seconds=cap_seconds)
+            match.pair("incumbent", "candidate", rows, cmp, mode=mode, rounds=rounds, cap_seconds=cap_seconds,
+                       cap_rounds=cap_rounds)
             cmp.timings["paired"] = time.monotonic() - start - cmp.timings["start-up"]
             for label in ("incumbent", "candidate"):
                 match.finish(label, cmp)
@@ -457,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fixed-queries", action="store_true", help="the fixture's own queries instead of fresh ones")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS)
+    p.add_argument("--cap-rounds", type=int, default=CAP_ROUNDS)
     p.add_argument("--k", type=int, default=K, help=f"neighbours per query (default {K})")
     p.add_argument("--pairs", type=int, nargs=2, metavar=("FLAT", "IVF"), help=f"query pairs per round (default {PAIRS})")
     p.add_argument("--warm-calls", choices=("default", "none", "both"), default="default",
@@ -492,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paired: {e}", file=sys.stderr)
         return 1
     cmp = compare(fx, sources["incumbent"], sources["candidate"], workloads, mode=args.mode,
-                  rounds=args.rounds, cap_seconds=args.cap_seconds, query_seed=seed, fixed=args.fixed_queries,
+                  rounds=args.rounds, cap_seconds=args.cap_seconds, cap_rounds=args.cap_rounds, query_seed=seed,
+                  fixed=args.fixed_queries,
                   jail=not args.no_jail, k=args.k, pairs=dict(zip(WORKLOADS, args.pairs, strict=True)) if args.pairs else None,
                   warm_calls=None if args.warm_calls == "default" else dict.fromkeys(WORKLOADS, args.warm_calls == "both"),
                   log=lambda m: print(m, file=sys.stderr, flush=True))

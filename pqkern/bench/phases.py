@@ -77,7 +77,8 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
     cmp.timings["start-up"] = time.monotonic() - t0
     t0 = time.monotonic()
     match.pair("incumbent", "candidate", rows["decide"], cmp, mode="measure" if baseline else "decide",
-               rounds=BASELINE_ROUNDS if baseline else None, cap_seconds=trial.args.cap_seconds, simpler_margin=margin)
+               rounds=BASELINE_ROUNDS if baseline else None, cap_seconds=trial.args.cap_seconds, cap_rounds=trial.args.cap_rounds,
+               simpler_margin=margin)
     cmp.timings["paired"] = time.monotonic() - t0
     decision, stop = cmp.decision, cmp.stop
     keep = baseline or decision == "keep"

@@ -50,7 +50,7 @@ import sys
 import time
 from pathlib import Path
 
-from pqkern.bench import datasets, phases, rule
+from pqkern.bench import datasets, paired, phases, rule
 from pqkern.bench import measured as measured_module
 from pqkern.bench.history import Chain, GitError, Repo, read_chain
 from pqkern.bench.lock import Busy, Neighbours, TrialLock
@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="judge only this workload (repeatable; default flat and ivf, and real beside a synthetic fixture)")
     p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS,
                    help=f"paired timing stops undecided after this long (default {CAP_SECONDS:g})")
+    p.add_argument("--cap-rounds", type=int, default=paired.CAP_ROUNDS,
+                   help=f"... or after this many rounds, whichever comes first (default {paired.CAP_ROUNDS})")
     p.add_argument("--time-budget", type=float, default=600, help="seconds for each worker's whole life (default 600)")
     p.add_argument("--no-asv", action="store_true", help="do not record a kept commit in asv")
     p.add_argument("--asv-bench", default=ASV_BENCH, help=f"asv benchmarks to record (regex, default {ASV_BENCH!r})")
