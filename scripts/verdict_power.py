@@ -175,7 +175,7 @@ def main() -> int:
                 base = trial(repo, "baseline", args.trial_args, cpu)
                 print(f"{name} baseline: exit {base.code} {base.seconds:.0f}s {base.verdict}", flush=True)
             kept, decisions, times = 0, {}, []
-            estimates: dict[str, list[float]] = {"speedup": [], "flat": [], "ivf": [], "real": []}
+            estimates: dict[str, list[float]] = {"speedup": [], "flat": [], "ivf": [], "real-ivf": [], "real": []}
             for i in range(args.trials):
                 commit(repo, candidate_src + f"\nTRY = {i}\n", f"{name} {i}")
                 t = decide(repo, incumbent_src, cpu) if args.decide_only else trial(repo, f"{name} {i}", args.trial_args, cpu)

@@ -101,7 +101,7 @@ def test_leaving_the_caches_cold_for_the_other_worker_buys_nothing(repo, baselin
     every timed call, flat or IVF, follows the other kernel's own untimed call."""
     _commit(repo, (ATTACKS / "evict_after_return.py").read_text(), "evict after return")
     code, verdict = _trial(repo, monkeypatch, capsys, "evict after return", policy=True)
-    assert code == 1 and any(f" stop={s} " in verdict for s in ("slower", "loss:flat", "loss:ivf", "loss:real")), verdict
+    assert code == 1 and any(f" stop={s} " in verdict for s in ("slower", "loss:flat", "loss:ivf", "loss:real-ivf")), verdict
 
 
 def test_a_kernel_cannot_learn_its_role_to_sandbag_as_the_incumbent(repo, baseline, monkeypatch, capsys):

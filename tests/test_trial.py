@@ -114,8 +114,8 @@ def test_baseline_is_measured_against_the_seed(trajectory):
     assert row["flat_seed_speedup"] != "-" and row["ivf_seed_speedup"] != "-" and row["ivf_recall_at_10"] != "-"
     assert row["speedup"] == "-"  # a baseline has no incumbent
     # every answer of the 100 rounds and of the check that carries them on to CHECKED_ANSWERS: per round an untimed and a
-    # timed query per pair, one pair of flat and of real queries and PAIRS["ivf"] of IVF ones
-    per_round = 2 + 2 * PAIRS["ivf"] + 2
+    # timed query per pair, one pair of flat queries and PAIRS["ivf"] of IVF and of real IVF ones
+    per_round = 2 + 2 * PAIRS["ivf"] + 2 * PAIRS["ivf"]
     assert int(row["checked_queries"]) == per_round * max(100, -(-CHECKED_ANSWERS // per_round))
     assert row["queries"] == "fresh" and row["query_seed"].startswith("0x")
     assert "---\nsource: synthetic\nnum_base: 20000\n" in s["out"]
@@ -125,7 +125,7 @@ def test_faster_kernel_is_kept_with_its_own_measurement_against_the_seed(traject
     s = trajectory["faster"]
     assert s["code"] == 0, s["out"] + s["err"]
     assert _verdict(s).startswith("verdict: keep") and " flat=" in _verdict(s) and " ivf=" in _verdict(s)
-    assert " real=" in _verdict(s) and " vs_seed=" in _verdict(s) and " checked=" in _verdict(s)
+    assert " real-ivf=" in _verdict(s) and " vs_seed=" in _verdict(s) and " checked=" in _verdict(s)
     assert s["head"] == trajectory["fast_commit"]
     row = s["rows"][-1]
     assert row["status"] == "keep" and row["description"] == "row-major re-layout" and float(row["speedup_lo"]) > 1.01
@@ -136,6 +136,7 @@ def test_faster_kernel_is_kept_with_its_own_measurement_against_the_seed(traject
     assert float(row["seed_speedup_lo"]) == pytest.approx(direct["lo"], abs=0.0006)
     assert record["seed_measurement"]["rounds"] == SEED_ROUNDS and record["query_seed"] == row["query_seed"]
     assert row["real_seed_speedup"] != "-" and row["real_recall_delta"] == "+0.0000"  # the real descriptors, judged too
+    assert row["workloads"] == "flat,ivf,real-ivf@20000"  # in their IVF layout (the real_* columns hold it)
     assert int(row["checked_queries"]) >= CHECKED_ANSWERS  # the decision's and the check's rounds
 
 

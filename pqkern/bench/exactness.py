@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from pqkern.bench.paired import RECALL_SAMPLE
+
 CHECKED_ANSWERS = 2080  # per kernel, over the decision and the check: a 1-in-300 kernel has 0.1% to pass unseen
 CHECK_ROUNDS = 350  # the most rounds the check may take (a round holds at least 6 answers: flat and IVF, 2 pairs)
 BATCH_ROUNDS = 25  # rounds whose exact answers are computed together, in the background
@@ -59,6 +61,8 @@ def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int
                 rows_, bounds = np.concatenate([g[0] for g in got]), np.concatenate([g[2][:, -1] for g in got])
                 pending.append(pool.submit(wl.oracle, rows_[done[w]:], bounds[done[w]:]))
                 done[w] = rows_.size
+                if wl.queries.fresh:  # the ground truth recall is measured on (the first rows searched), now too
+                    pending.append(pool.submit(wl.queries.groundtruth, got[1][0][:RECALL_SAMPLE], wl.k, wl.num_rows))
 
         match.pair(first, second, rows, cmp, mode="measure", rounds=rounds_to_go(match, decided), after_round=batch)
         for future in pending:

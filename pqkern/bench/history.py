@@ -17,6 +17,11 @@ KEPT = ("keep", "baseline")
 NOT_FASTER = ("simpler", "same-code")  # keep stops that do not reset the simpler margin
 
 
+def column(workload: str) -> str:
+    """The results.tsv column prefix of a workload: a real one (``real``, ``real-ivf``) is in the ``real_*`` columns."""
+    return "real" if workload.partition("@")[0] in ("real", "real-ivf") else workload
+
+
 class GitError(RuntimeError):
     """A git command failed; the message is git's."""
 
@@ -75,7 +80,7 @@ class Chain:
             low = {}
             for w in workloads:
                 try:
-                    low[w] = float(row[f"{w}_speedup_lo"])
+                    low[w] = float(row[f"{column(w)}_speedup_lo"])
                 except (KeyError, ValueError):
                     pass
             lows.append(low)

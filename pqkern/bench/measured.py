@@ -61,17 +61,18 @@ def reusable(path: Path, kernel: Path, fixture_id: str, workloads: list[str]) ->
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pqkern.bench.measured FILE KERNEL``: print the reusable measurement, or why not (exit 1)."""
+    from pqkern.bench.datasets import is_real
     from pqkern.bench.fixture import default_source, fixture_id
     from pqkern.bench.workloads import judged, real_unavailable
 
     path, kernel = (Path(a) for a in (argv or sys.argv[1:]))
     source = default_source()
     workloads = list(judged(source))
-    if "real" in workloads:
+    if any(is_real(w) for w in workloads):
         from pqkern.bench.fixture import load_fixture
 
         if real_unavailable(load_fixture(source, build=False)):
-            workloads.remove("real")
+            workloads = [w for w in workloads if not is_real(w)]
     record, why = reusable(path, kernel, fixture_id(source), workloads)
     if record is None:
         print(why, file=sys.stderr)

@@ -42,11 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from pqkern.bench import affinity, budget, recall, rule, sequential
+from pqkern.bench.datasets import is_real
 from pqkern.bench.fixture import FixtureError
 from pqkern.bench.queries import QuerySet, draw_seed, fixed_queries, fresh_queries, parse_seed, rng, warm_vectors
 from pqkern.bench.session import Block, KernelProcess, WorkerFailure
 from pqkern.bench.worker import ContractError
-from pqkern.bench.workloads import REAL, WORKLOADS, Checked, K, Workload, judged, make, real_unavailable
+from pqkern.bench.workloads import WORKLOADS, Checked, K, Workload, judged, make, real_unavailable
 
 POOL = 2000  # query-set rows for one comparison's rounds
 # Query pairs per workload per round, each timed query led by an untimed one. An IVF query is the noisiest (its probed
@@ -230,22 +231,31 @@ class Match:
         """How many rounds ``rows`` hold."""
         return min(len(rows) // (self.pairs[wl.kind] * (1 + self.warm_calls[wl.kind])) for wl in self.wls.values())
 
-    def search(self, label: str, w: str, warm_row: int | None, row: int) -> tuple[Block, Checked, Block | None,
-                                                                                  Checked | None]:
+    def search(self, label: str, w: str, warm_row: int | None, row: int) -> tuple[Block, Block | None]:
         """One timed query of ``label``'s kernel, led by an untimed one on ``warm_row`` (each a request of its own, the
-        same to the kernel), both results checked at once: ``(block, checked, warm block, warm checked)``."""
+        same to the kernel): ``(block, warm block)``."""
         wl, worker = self.wls[w], self.workers[label]
         try:
             warm = None if warm_row is None else worker.search(w, *wl.request(np.array([warm_row])))
             block = worker.search(w, *wl.request(np.array([row])))
         except WorkerFailure as e:
             raise Failed(label, e.kind, str(e)) from None
+        return block, warm
+
+    def check(self, label: str, w: str, warm_row: int | None, row: int, block: Block, warm: Block | None) -> None:
+        """Check ``label``'s timed and untimed results at once (one call of the workload's check for both) and add
+        them to its figures."""
+        wl, figures = self.wls[w], self.figures[label][w]
+        rows = np.array([row] if warm is None else [row, warm_row])
+        ids = block.ids if warm is None else np.concatenate([block.ids, warm.ids])
+        dists = block.dists if warm is None else np.concatenate([block.dists, warm.dists])
         try:
-            checked = wl.check(np.array([row]), block.ids, block.dists, TOLERANCE)
-            warm_checked = None if warm is None else wl.check(np.array([warm_row]), warm.ids, warm.dists, TOLERANCE)
+            checked = wl.check(rows, ids, dists, TOLERANCE)
         except ContractError as e:
             raise Failed(label, "contract", str(e)) from None
-        return block, checked, warm, warm_checked
+        figures.add(Checked(checked.rows[:1], checked.ids[:1], checked.ref[:1], checked.worst), block, warm)
+        if warm is not None:
+            figures.add(Checked(checked.rows[1:], checked.ids[1:], checked.ref[1:], checked.worst), None)
 
     def pair(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, **how) -> None:
         """Rounds of ``first`` against ``second`` on ``rows`` (in order) until decided, measured or capped: fills
@@ -291,14 +301,13 @@ class Match:
             cmp.stop = rule.at_cap(cmp.intervals)
 
     def _pair(self, w: str, first: str, second: str, warm_row: int | None, row: int, coin, t: int) -> float:
-        """One query searched by both kernels back to back, in a random order, every result checked at once."""
+        """One query searched by both kernels back to back, in a random order, then every result checked."""
         labels = (first, second) if coin.random() < 0.5 else (second, first)
-        blocks = {}
+        blocks, warms = {}, {}
         for label in labels:
-            blocks[label], checked, warm, warm_checked = self.search(label, w, warm_row, row)
-            self.figures[label][w].add(checked, blocks[label], warm)
-            if warm_checked is not None:
-                self.figures[label][w].add(warm_checked, None)
+            blocks[label], warms[label] = self.search(label, w, warm_row, row)
+        for label in labels:  # after both searched: the judge's work never sits between two timed calls of a pair
+            self.check(label, w, warm_row, row, blocks[label], warms[label])
         a, b = blocks[first], blocks[second]
         self.records.append({"round": t, "workload": w, "query": int(row), "first": labels[0],
                              **{f"{label}_{clock}_ns": int(getattr(blocks[label], f"{clock}_ns")[0])
@@ -454,8 +463,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: the working tree's pqkern/kernels.py)")
     p.add_argument("--incumbent", default="seed", help="kernel to compare with: 'seed' (the frozen seed, default), a file, "
                    "or a git revision such as HEAD (its pqkern/kernels.py)")
-    p.add_argument("--workload", action="append", help="workload(s): flat, ivf, real or flat@N (default: the trial's: flat "
-                   "and ivf, and real beside a synthetic fixture when the imagesift fixture can be loaded)")
+    p.add_argument("--workload", action="append", help="workload(s): flat, ivf, real-ivf, real or flat@N (default: the "
+                   "trial's: flat and ivf, and real-ivf beside a synthetic fixture when the imagesift fixture can be loaded)")
     p.add_argument("--mode", choices=("decide", "measure"), default="measure")
     p.add_argument("--rounds", type=int, help="at most this many rounds (measure: exactly, if the pool allows)")
     p.add_argument("--query-seed", help="replay the fresh queries of a recorded run (its query_seed); default: new ones")
@@ -488,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paired: {e}", file=sys.stderr)
         return 1
     workloads = tuple(args.workload or judged(fx.source))
-    why = real_unavailable(fx) if not args.workload and REAL in workloads else ""
+    why = real_unavailable(fx) if not args.workload and any(is_real(w) for w in workloads) else ""
     if why:
         print(f"paired: without the real-descriptor workload: {why}", file=sys.stderr)
         workloads = WORKLOADS

@@ -52,7 +52,8 @@ from pathlib import Path
 
 from pqkern.bench import datasets, paired, phases, rule
 from pqkern.bench import measured as measured_module
-from pqkern.bench.history import Chain, GitError, Repo, read_chain
+from pqkern.bench.datasets import REAL_IVF, is_real
+from pqkern.bench.history import Chain, GitError, Repo, column, read_chain
 from pqkern.bench.lock import Busy, Neighbours, TrialLock
 from pqkern.bench.paired import CAP_SECONDS, SEED_KERNEL, Comparison, Failed, Match, failure, plan, query_set, ratio_text
 from pqkern.bench.policy import PolicyError, violations
@@ -94,9 +95,9 @@ def judging(args: argparse.Namespace) -> dict[str, str]:
         fid = fixture_id(source)
     except FixtureError as e:
         raise TrialError("harness", str(e)) from None
-    workloads = [f"{REAL}@{real_rows()}" if w == REAL and real_rows() else w for w in args.workload or judged(source)]
+    workloads = [f"{w}@{real_rows()}" if is_real(w) and real_rows() else w for w in args.workload or judged(source)]
     real_fid = imagesift.fixture_id(data_dir() / imagesift.FOLDER)
-    if any(w.startswith(REAL) for w in workloads) and real_fid != REAL_SOURCE:
+    if any(is_real(w) for w in workloads) and real_fid != REAL_SOURCE:
         fid = f"{fid}+{real_fid}"
     return {"fixture_id": fid, "workloads": ",".join(workloads), "jail": "off" if args.no_jail else "on"}
 
@@ -322,16 +323,19 @@ class Trial:
                "queries": ("fresh" if cmp.query_seed else "fixed") if cmp and cmp.queries else "-",
                "query_seed": cmp.query_seed if cmp and cmp.query_seed else "-", **self.config}
         prepared = cmp.prepare_seconds.get("candidate", {}) if cmp else {}
-        for w in (*WORKLOADS, REAL):
+        judged_names = [w.partition("@")[0] for w in self.config["workloads"].split(",")]
+        real = next((w for w in judged_names if is_real(w)), REAL)  # the real_* columns hold the one judged
+        for w in (*WORKLOADS, real):
+            c = column(w)
             s, lo, hi = iv[w].as_ratio() if w in iv and self.incumbent else (None, None, None)
-            row.update({f"{w}_speedup": _fmt(s, ".3f"), f"{w}_speedup_lo": _fmt(lo, ".3f"), f"{w}_speedup_hi": _fmt(hi, ".3f"),
-                        f"{w}_seed_speedup": _fmt(versus[w][0] if w in versus else None, ".3f")})
+            row.update({f"{c}_speedup": _fmt(s, ".3f"), f"{c}_speedup_lo": _fmt(lo, ".3f"), f"{c}_speedup_hi": _fmt(hi, ".3f"),
+                        f"{c}_seed_speedup": _fmt(versus[w][0] if w in versus else None, ".3f")})
             if w != "flat":
                 fig = cand.get(w, {})
-                row.update({f"{w}_recall_at_10": _fmt(fig.get("recall_at_10"), ".4f"),
-                            f"{w}_recall_delta": _fmt(fig.get("recall_delta"), "+.4f"),
-                            f"{w}_geomean_ns_per_query": _fmt(fig.get("geomean_ns_per_query"), "d"),
-                            f"{w}_prepare_seconds": _fmt(prepared.get(w), ".3f")})
+                row.update({f"{c}_recall_at_10": _fmt(fig.get("recall_at_10"), ".4f"),
+                            f"{c}_recall_delta": _fmt(fig.get("recall_delta"), "+.4f"),
+                            f"{c}_geomean_ns_per_query": _fmt(fig.get("geomean_ns_per_query"), "d"),
+                            f"{c}_prepare_seconds": _fmt(prepared.get(w), ".3f")})
         combined = versus.get("combined", (None, None, None))
         row.update(seed_speedup=_fmt(combined[0], ".3f"), seed_speedup_lo=_fmt(combined[1], ".3f"),
                    seed_speedup_hi=_fmt(combined[2], ".3f"))
@@ -351,8 +355,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "not run; 7 revoked (a kept incumbent failed: the verdict says how to go back)")
     p.add_argument("description", help="a short description of the change, for results.tsv")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
-    p.add_argument("--workload", action="append", choices=(*WORKLOADS, REAL),
-                   help="judge only this workload (repeatable; default flat and ivf, and real beside a synthetic fixture)")
+    p.add_argument("--workload", action="append", choices=(*WORKLOADS, REAL_IVF, REAL),
+                   help="judge only this workload (repeatable; default flat and ivf, and real-ivf beside a synthetic "
+                        "fixture)")
     p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS,
                    help=f"paired timing stops undecided after this long (default {CAP_SECONDS:g})")
     p.add_argument("--cap-rounds", type=int, default=paired.CAP_ROUNDS,
@@ -488,7 +493,7 @@ def _figures(trial: Trial, row: dict, asv_seconds: float | None) -> str:
     cmp = trial.cmp
     parts = []
     if cmp and "combined" in cmp.intervals:
-        for w in ("combined", *WORKLOADS, REAL):
+        for w in ("combined", *WORKLOADS, REAL_IVF, REAL):
             if w in cmp.intervals:
                 name = ("vs_seed" if trial.incumbent is None else "speedup") if w == "combined" else w
                 parts.append(f"{name}={ratio_text(cmp.intervals[w])}")

@@ -5,9 +5,12 @@
 - ``ivf``: Lance's IVF_PQ (``pqkern/bench/ivf.py``): one index per partition; a query is one ``search``
   per probed partition with that partition's residual query (query minus centroid), timed
   as one probe; the judge merges the per-partition top-k by (distance, id), as Lance does.
-- ``real``: the flat scan of real SIFT descriptors, the ``imagesift`` fixture (594,966 rows; its first
-  ``PQKERN_REAL_ROWS`` rows when that is set), with fresh queries of its own from the same seed: the
-  trial's third workload when its fixture is synthetic, so no win is kept on synthetic data alone.
+- ``real-ivf``: real SIFT descriptors, the ``imagesift`` fixture (594,966 rows; its first
+  ``PQKERN_REAL_ROWS`` rows when that is set), in Lance's IVF_PQ layout (72 partitions, 15 probed),
+  with fresh queries of its own from the same seed: the trial's third workload when its fixture is
+  synthetic, so no win is kept on synthetic data alone, judged where Lance runs the kernel.
+- ``real``: the same descriptors in one flat index (``--workload real``; the trial's third workload
+  until the IVF layout replaced it: results.tsv's ``workloads`` column says which a row judged).
 
 A workload searches the rows of one query set (``queries.py``). Every result is checked twice:
 at once and cheaply (``check``: ids in range and distinct, distances finite and ascending, each
@@ -23,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pqkern.bench.datasets import REAL, REAL_SOURCE, prefix_path, real_data, real_rows
-from pqkern.bench.fixture import SYNTHETIC_SIZES, FixtureError, load_fixture
+from pqkern.bench.datasets import REAL, REAL_IVF, REAL_SOURCE, is_real, prefix_path, real_data, real_fixture, real_rows
+from pqkern.bench.fixture import SYNTHETIC_SIZES, FixtureError
 from pqkern.bench.oracle import FlatOracle
 from pqkern.bench.queries import QuerySet, fixed_queries, fresh_queries
 from pqkern.bench.worker import ContractError
@@ -50,19 +53,19 @@ class Checked:
 
 
 def judged(source: str) -> tuple[str, ...]:
-    """The workloads a trial (and asv) judge on a fixture of ``source``: flat and ivf, and real descriptors too when it is
-    synthetic (on real data the first two already are)."""
-    return (*WORKLOADS, REAL) if source in SYNTHETIC_SIZES else WORKLOADS
+    """The workloads a trial (and asv) judge on a fixture of ``source``: flat and ivf, and real descriptors in the IVF
+    layout too when it is synthetic (on real data the first two already are)."""
+    return (*WORKLOADS, REAL_IVF) if source in SYNTHETIC_SIZES else WORKLOADS
 
 
 def parse(name: str) -> tuple[str, int | None]:
-    """``(kind, rows)`` of a workload name: ``flat``, ``ivf``, ``flat@N`` (the first N rows), ``real`` or ``real@N``
-    (the real descriptors' first N rows; ``rows`` is then None: they are another fixture's)."""
-    if name.partition("@")[0] == REAL:
-        return "flat", None
+    """``(kind, rows)`` of a workload name: ``flat``, ``ivf``, ``flat@N`` (the first N rows), ``real``, ``real-ivf``, or
+    either with ``@N`` (the real descriptors' first N rows; ``rows`` is then None: they are another fixture's)."""
+    if is_real(name):
+        return ("ivf" if name.partition("@")[0] == REAL_IVF else "flat"), None
     kind, _, rows = name.partition("@")
     if kind not in WORKLOADS or (rows and (kind != "flat" or not rows.isdigit() or int(rows) < 1)):
-        raise ValueError(f"unknown workload {name!r}: choose flat, ivf, real or flat@N (the first N rows)")
+        raise ValueError(f"unknown workload {name!r}: choose flat, ivf, real, real-ivf or flat@N (the first N rows)")
     return kind, int(rows) if rows else None
 
 
@@ -210,12 +213,12 @@ class IvfWorkload(Workload):
     """One index per IVF partition, ``nprobes`` residual searches per query, merged by the judge."""
 
     kind = "ivf"
-    name = "ivf"
 
-    def __init__(self, fx, queries: QuerySet, k: int = K):
+    def __init__(self, fx, queries: QuerySet, k: int = K, name: str = "ivf"):
         from pqkern.bench.ivf import load_ivf
 
         super().__init__(fx, queries, k)
+        self.name = name
         self.ivf = load_ivf(fx)  # loaded only: datasets.ensure builds it
         self.num_rows, self.calls_per_query = fx.num_base, self.ivf.nprobes
         self.files = self.ivf.files
@@ -267,30 +270,33 @@ class IvfWorkload(Workload):
 
 
 def real_unavailable(fx) -> str:
-    """'' when the ``real`` workload's fixture is built or can be (it needs the imagesift extra), else why."""
+    """'' when the real workloads' fixture is built or can be (it needs the imagesift extra), else why."""
     from pqkern.bench import imagesift
     from pqkern.bench.fixture import prepared
 
     return "" if prepared(REAL_SOURCE, real_data(fx)) else imagesift.available()
 
 
-def real_workload(queries: QuerySet, k: int = K, rows: int | None = None) -> FlatWorkload:
-    """The ``real`` workload: the imagesift fixture's flat scan (its first ``rows``, or ``PQKERN_REAL_ROWS``), on queries
-    of its own drawn from the same seed. Loaded only: ``datasets.ensure`` builds it."""
+def real_workload(name: str, queries: QuerySet, k: int = K, rows: int | None = None) -> Workload:
+    """A real workload (``real``: a flat scan; ``real-ivf``: the IVF_PQ layout) of the imagesift fixture's (first
+    ``rows``, or ``PQKERN_REAL_ROWS``) rows, on queries of its own drawn from the same seed. Loaded only:
+    ``datasets.ensure`` builds it."""
+    rows = rows or real_rows()
     try:
-        fx = load_fixture(REAL_SOURCE, data=real_data(queries.fx), build=False)  # beside the main fixture
+        fx = real_fixture(queries.fx, rows if name == REAL_IVF else None)  # beside the main fixture
+        mine = fresh_queries(fx, queries.seed, len(queries)) if queries.fresh else fixed_queries(fx, len(queries))
+        return IvfWorkload(fx, mine, k, name) if name == REAL_IVF else FlatWorkload(fx, mine, k, rows, name=REAL)
     except FixtureError as e:
         raise FixtureError(f"the real-descriptor workload (the trial's third when its fixture is synthetic) needs the "
-                           f"imagesift fixture: {e}. Or judge without it: --workload flat --workload ivf") from None
-    mine = fresh_queries(fx, queries.seed, len(queries)) if queries.fresh else fixed_queries(fx, len(queries))
-    return FlatWorkload(fx, mine, k, rows or real_rows(), name=REAL)
+                           f"imagesift fixture and its IVF layout: {e}. Build them with `python -m pqkern.bench.datasets`"
+                           f", or judge without it: --workload flat --workload ivf") from None
 
 
 def make(name: str, fx, queries: QuerySet, k: int = K) -> Workload:
     """The judge's side of workload ``name`` on fixture ``fx``, searching ``queries`` (``real``: its own fixture)."""
     kind, rows = parse(name)
-    if name.partition("@")[0] == REAL:
-        return real_workload(queries, k, int(name.partition("@")[2] or 0) or None)
+    if is_real(name):
+        return real_workload(name.partition("@")[0], queries, k, int(name.partition("@")[2] or 0) or None)
     if kind == "ivf":
         return IvfWorkload(fx, queries, k)
     return FlatWorkload(fx, queries, k, rows)
