@@ -20,6 +20,9 @@ per call and return the last result, so the work, on both workloads, is exactly 
   aa-extra, faster5-extra, faster3-extra, slower3-extra
                 the seed plus an extra accumulation over a share of the rows (30/1000 against 30; 55, 33 against 0; 0
                 against 33): about 5% and 3% of the work, at the seed's speed, for the 1M fixture
+  ivf4-only-extra
+                the same on the IVF partitions only (45/1000 against 0): about 4% faster on ivf and real-ivf, flat
+                unchanged (for the single-workload keep path, ``--paired-arg=--single-workload``)
 
     scripts/verdict_power.py --trials 20 [--scenario aa --scenario dead-branch ...] [--load] [--decide-only] [--workdir DIR]
 
@@ -84,10 +87,14 @@ def repeated(seed: str, reps: int, tag: str) -> str:
     return seed[: seed.index("\ndef search(")] + REPEAT.replace("REPS", str(reps)) + f"\nVARIANT = {tag!r}\n"
 
 
-def extra(seed: str, permille: int, tag: str) -> str:
+def extra(seed: str, permille: int, tag: str, partitions_only: bool = False) -> str:
     """The seed kernel plus ``permille``/1000 of its accumulation again: work in proportion at the seed's own speed, so
-    that the 1M fixture's trials stay short."""
-    return seed[: seed.index("\ndef search(")] + EXTRA.replace("PERMILLE", str(permille)) + f"\nVARIANT = {tag!r}\n"
+    that the 1M fixture's trials stay short; ``partitions_only``: only on indexes of fewer than 100,000 rows (the IVF
+    partitions, synthetic and real), so that the flat scan's work is the same."""
+    body = EXTRA.replace("PERMILLE", str(permille))
+    if partitions_only:
+        body = body.replace("    if m:", "    if m and codes.shape[1] < 100000:")
+    return seed[: seed.index("\ndef search(")] + body + f"\nVARIANT = {tag!r}\n"
 
 
 def codegen(fast: str, what: str) -> str:
@@ -113,7 +120,9 @@ def scenarios(seed: str, fast: str) -> dict[str, tuple[str, str]]:
            "aa-extra": (extra(seed, 30, "incumbent"), extra(seed, 30, "candidate")),
            "faster5-extra": (extra(seed, 55, "incumbent"), extra(seed, 0, "candidate")),
            "faster3-extra": (extra(seed, 33, "incumbent"), extra(seed, 0, "candidate")),
-           "slower3-extra": (extra(seed, 0, "incumbent"), extra(seed, 33, "candidate"))}
+           "slower3-extra": (extra(seed, 0, "incumbent"), extra(seed, 33, "candidate")),
+           # about 4% less work on the IVF partitions only (both IVF workloads), the flat scan the same
+           "ivf4-only-extra": (extra(seed, 45, "incumbent", True), extra(seed, 0, "candidate", True))}
     for what in ("dead-branch", "dead-function", "padding"):
         out[what] = (fast, codegen(fast, what))
     return out
@@ -127,14 +136,15 @@ def spread(values: list[float]) -> str:
             f"range {v.min():.3f}-{v.max():.3f}")
 
 
-def decide(repo: Path, incumbent_src: str, cpu: int | None) -> Outcome:
+def decide(repo: Path, incumbent_src: str, cpu: int | None, extra_args: list[str] | None = None) -> Outcome:
     """The paired decision of the committed kernel against ``incumbent_src``, as a trial's verdict would read it."""
     (repo.parent / "incumbent.py").write_text(incumbent_src)
     out = repo.parent / "decision.json"
     start = time.monotonic()
     pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     p = subprocess.run([*pin, sys.executable, "-m", "pqkern.bench.paired", "--incumbent", str(repo.parent / "incumbent.py"),
-                        "--candidate", "pqkern/kernels.py", "--mode", "decide", "--result-json", str(out)],
+                        "--candidate", "pqkern/kernels.py", "--mode", "decide", "--result-json", str(out),
+                        *(extra_args or [])],
                        cwd=repo, capture_output=True, text=True)
     if p.returncode != 0 or not out.exists():
         return Outcome(p.returncode or 6, (p.stdout + p.stderr).strip()[-300:], time.monotonic() - start, {})
@@ -157,6 +167,8 @@ def main() -> int:
     ap.add_argument("--revision", help="measure the bench of this commit (default: the committed HEAD), e.g. the one before a "
                     "change, to compare before and after in one run")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--paired-arg", action="append", help="with --decide-only: passed to the paired engine, e.g. "
+                    "--paired-arg=--single-workload (the second keep path under measurement)")
     ap.add_argument("trial_args", nargs="*", help="passed to pqkern-trial (after --)")
     args = ap.parse_args()
     repo = clone(args.workdir, "verdict-power-", args.revision)
@@ -178,7 +190,8 @@ def main() -> int:
             estimates: dict[str, list[float]] = {"speedup": [], "flat": [], "ivf": [], "real-ivf": [], "real": []}
             for i in range(args.trials):
                 commit(repo, candidate_src + f"\nTRY = {i}\n", f"{name} {i}")
-                t = decide(repo, incumbent_src, cpu) if args.decide_only else trial(repo, f"{name} {i}", args.trial_args, cpu)
+                t = (decide(repo, incumbent_src, cpu, args.paired_arg) if args.decide_only
+                     else trial(repo, f"{name} {i}", args.trial_args, cpu))
                 kept += t.code == 0
                 decisions[t.stop] = decisions.get(t.stop, 0) + 1
                 for part in estimates:

@@ -16,10 +16,11 @@ coarse clock say nothing either. Both kernels of the trial get the check.
 What it catches, counting only the rounds a kernel cannot tell from its decision (the seed
 measurement after them checks more): a kernel wrong on 1 query in 300 on every workload gives
 2,080 answers a chance, ``1 - (299/300) ** 2080`` = 99.90%. One wrong on a single workload
-meets a quarter (flat, real) or half (IVF) of them, with three workloads: 82.4% or 96.9% at its
-keep, and as many again at the next keep, where it is the incumbent (96.9% over both for flat or
-real), besides the queries of every trial in between, in each of which it is the incumbent and
-every answer is checked; a kernel found wrong as the incumbent is revoked (``history.py``).
+meets its share of them (of ten answers a round, two flat, four IVF, four real IVF): flat only,
+416 answers, 75.0% at its keep; one IVF workload only, 832, 93.8%; and as often again at the next
+keep, where it is the incumbent (93.8% and 99.6% over both), besides the queries of every trial
+in between, in each of which it is the incumbent and every answer is checked. A kernel found
+wrong as the incumbent is revoked (``history.py``).
 """
 
 from __future__ import annotations

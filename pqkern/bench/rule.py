@@ -14,6 +14,9 @@ All figures are log speed-ups of the candidate over the incumbent (> 0: faster),
 - ``below-bar`` (discard): confidently faster, but not confidently by ``MIN_GAIN`` (at the cap, or once
   the interval lies between 0 and ``MIN_GAIN``);
 - ``cap`` (discard): still undecided when the time, round or query cap is reached.
+
+Under measurement, not used by the trial: ``single_workload``, a second keep path for a gain on
+one workload only (``python -m pqkern.bench.paired --single-workload``, ``scripts/verdict_power.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ MIN_GAIN = math.log(1.01)
 MAX_LOSS = math.log(0.98)
 SIMPLER_MARGIN = -math.log(0.98)  # per workload, between two faster keeps
 MIN_SIMPLER_MARGIN = math.log(1.002)  # below this the margin is spent: a simpler candidate is judged as any other
+SINGLE_GAIN = math.log(1.03)  # the single-workload path: one workload faster by this, at the corrected level,
+SINGLE_LOSS = math.log(0.99)  # and every workload confidently slower by less than this
 
 
 def decide(intervals: dict[str, Interval], workloads: list[str],
@@ -52,6 +57,17 @@ def decide(intervals: dict[str, Interval], workloads: list[str],
     return None
 
 
+def single_workload(corrected: dict[str, Interval], intervals: dict[str, Interval],
+                    workloads: list[str]) -> tuple[str, str] | None:
+    """``("keep", "faster:<w>")`` when workload ``w`` is confidently faster by ``SINGLE_GAIN`` at the level corrected for
+    the workloads' several chances (``corrected``: per-workload intervals at ``ALPHA / len(workloads)``) and no workload
+    may be slower by ``SINGLE_LOSS`` (``intervals``, 99%); else None."""
+    if not all(intervals[w].lo > SINGLE_LOSS for w in workloads):
+        return None
+    best = max(workloads, key=lambda w: corrected[w].lo)
+    return ("keep", f"faster:{best}") if corrected[best].lo > SINGLE_GAIN else None
+
+
 def at_cap(intervals: dict[str, Interval]) -> str:
     """The stop of a comparison that reached its cap undecided."""
     return "below-bar" if intervals.get("combined") and intervals["combined"].lo > 0 else "cap"
@@ -60,6 +76,9 @@ def at_cap(intervals: dict[str, Interval]) -> str:
 def explain(stop: str) -> str:
     """The verdict's words for a stop."""
     gain, loss = f"{math.exp(MIN_GAIN) - 1:.0%}", f"{1 - math.exp(MAX_LOSS):.0%}"
+    if stop.startswith("faster:"):
+        return (f"faster on {stop[7:]}: confident of a gain above {math.exp(SINGLE_GAIN) - 1:.0%} there, and no workload "
+                f"slower by {1 - math.exp(SINGLE_LOSS):.0%}")
     if stop.startswith("loss:"):
         return f"slower on {stop[5:]}: 99% confident of a loss above its margin ({loss} for a faster candidate)"
     return {

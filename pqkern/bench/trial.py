@@ -10,7 +10,8 @@
 2. A candidate whose syntax tree equals the incumbent's (only comments, docstrings or layout
    changed) is kept at once, as ``same-code``. Any other is judged against the incumbent side by
    side (``paired.py``): each in its own jailed worker, on fresh queries drawn for this trial
-   (``queries.py``), query by query in random order, on the flat 1M scan and on the IVF workload,
+   (``queries.py``), query by query in random order, on the flat 1M scan, the IVF workload and the
+   real descriptors in their IVF layout,
    until the confidence sequences decide the keep rule (``rule.py``: faster; or, for a candidate
    with a smaller syntax tree, simpler) or the cap is reached. ``prepare`` has a budget
    (``budget.py``). Every result of both kernels is then checked against the exact ADC top-k,
