@@ -7,7 +7,9 @@ rounds, the decision's included, hold ``CHECKED_ANSWERS`` answers of each kernel
 the same two workers, the same partner, the same requests (one query a request, each timed query
 led by an untimed one), with no pause between the decision and the check. The incumbent (kept
 before) is checked again alongside. The judge computes the exact answers in a thread while the
-rounds go on, bounded by the k-th distances the kernels returned.
+rounds go on, bounded by the k-th distances the kernels returned; the thread runs on the judge's
+CPU only while the judge waits for a worker (``_in_the_background``), and recall's ground truth
+(a BLAS scan, whose threads would take the workers' CPU) waits for the rounds to end.
 
 Nothing a kernel can see tells the check from the decision: no role (every worker starts the
 same way), no pause, no other partner, no other pattern of calls, so its call count and a
@@ -25,15 +27,26 @@ wrong as the incumbent is revoked (``history.py``).
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from pqkern.bench.paired import RECALL_SAMPLE
-
 CHECKED_ANSWERS = 2080  # per kernel, over the decision and the check: a 1-in-300 kernel has 0.1% to pass unseen
 CHECK_ROUNDS = 350  # the most rounds the check may take (a round holds at least 6 answers: flat and IVF, 2 pairs)
 BATCH_ROUNDS = 25  # rounds whose exact answers are computed together, in the background
+
+
+def _in_the_background() -> None:
+    """Make the exact-answer thread yield to the judge: it runs only when the judge's CPU is idle (the judge waits on a
+    worker most of a round), on one thread (numba's thread count is per thread), never on the workers' CPU."""
+    import numba
+
+    numba.set_num_threads(1)
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # Linux: the calling thread only
+    except (AttributeError, OSError):
+        pass
 
 
 def answers_per_round(match) -> int:
@@ -51,7 +64,7 @@ def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int
     into ``cmp``), the exact answers of each batch computed in a thread while the next batch is searched. The caller's
     ``Match.settle`` then checks every result (the answers are cached by then)."""
     done = {w: sum(len(c.rows) for label in (first, second) for c in match.figures[label][w].checked) for w in match.wls}
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(1, initializer=_in_the_background) as pool:
         pending = []
 
         def batch(round_: int) -> None:
@@ -62,8 +75,6 @@ def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int
                 rows_, bounds = np.concatenate([g[0] for g in got]), np.concatenate([g[2][:, -1] for g in got])
                 pending.append(pool.submit(wl.oracle, rows_[done[w]:], bounds[done[w]:]))
                 done[w] = rows_.size
-                if wl.queries.fresh:  # the ground truth recall is measured on (the first rows searched), now too
-                    pending.append(pool.submit(wl.queries.groundtruth, got[1][0][:RECALL_SAMPLE], wl.k, wl.num_rows))
 
         match.pair(first, second, rows, cmp, mode="measure", rounds=rounds_to_go(match, decided), after_round=batch)
         for future in pending:
