@@ -7,9 +7,9 @@ rounds, the decision's included, hold ``CHECKED_ANSWERS`` answers of each kernel
 the same two workers, the same partner, the same requests (one query a request, each timed query
 led by an untimed one), with no pause between the decision and the check. The incumbent (kept
 before) is checked again alongside. The judge computes the exact answers in a thread while the
-rounds go on, bounded by the k-th distances the kernels returned; the thread runs on the judge's
-CPU only while the judge waits for a worker (``_in_the_background``), and recall's ground truth
-(a BLAS scan, whose threads would take the workers' CPU) waits for the rounds to end.
+rounds go on, bounded by the k-th distances the kernels returned, on one low-priority thread on
+the judge's CPU (``_in_the_background``); recall's ground truth (a BLAS scan, whose threads would take the
+workers' CPU) waits for the rounds to end.
 
 Nothing a kernel can see tells the check from the decision: no role (every worker starts the
 same way), no pause, no other partner, no other pattern of calls, so its call count and a
@@ -28,6 +28,7 @@ wrong as the incumbent is revoked (``history.py``).
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,13 +39,16 @@ BATCH_ROUNDS = 25  # rounds whose exact answers are computed together, in the ba
 
 
 def _in_the_background() -> None:
-    """Make the exact-answer thread yield to the judge: it runs only when the judge's CPU is idle (the judge waits on a
-    worker most of a round), on one thread (numba's thread count is per thread), never on the workers' CPU."""
+    """The exact-answer thread computes on one thread (numba's thread count is per thread), on the judge's CPU, never on
+    the workers', at the lowest priority (nice 19, Linux: this thread only), so that the judge preempts it as soon as a
+    worker answers. Not SCHED_IDLE: the thread holds the GIL between its compiled calls, and one that never runs on a
+    busy CPU would stall the judge without end (measured: a trial held on one CPU failed the seed's worker after a 5 s
+    stall)."""
     import numba
 
     numba.set_num_threads(1)
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # Linux: the calling thread only
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError):
         pass
 

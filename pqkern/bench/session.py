@@ -43,8 +43,10 @@ from pqkern.bench.protocol import Deadline, ProtocolError, receive, send
 # taken as the worker's last instructions before the read were still being accounted.
 GAP_SLACK_NS = 50_000
 GAP_TOTAL_NS = 2_000_000
-# How long a worker may stay runnable after its reply is in (a loaded machine may not run it at once).
+# How long a worker may stay runnable after its reply is in (a loaded machine may not run it at once), not counting
+# the time the judge itself was held up between two readings for longer than STALL_SECONDS.
 SETTLE_SECONDS = 5.0
+STALL_SECONDS = 0.5
 # numba's OpenMP threads sleep as soon as a parallel region ends instead of spinning for the next one: a spinning thread
 # would take the shared core from the main thread, and its CPU between calls could not be told from a kernel's work.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_THREADING_LAYER": "omp",
@@ -200,7 +202,7 @@ class KernelProcess:
         row agree (a thread shows as sleeping a moment before the scheduler adds its last slice to its count), or one
         reading equals ``quiet``, the count when the worker was last seen settled: it has not run since."""
         give_up = time.monotonic() + SETTLE_SECONDS
-        last, polls = None, 0
+        last, polls, polled = None, 0, time.monotonic()
         while True:
             try:
                 used, running = cpu_ns(self.proc.pid)
@@ -214,7 +216,11 @@ class KernelProcess:
             if not running and used in (last, quiet):
                 return used
             last = None if running else used
-            if time.monotonic() > min(give_up, self.deadline):
+            now = time.monotonic()
+            if now - polled > STALL_SECONDS:  # the judge itself was held up (a loaded machine): not the worker's doing
+                give_up += now - polled
+            polled = now
+            if now > min(give_up, self.deadline):
                 self.kill()
                 raise WorkerFailure("contract", f"{stage}: the worker kept running {SETTLE_SECONDS:g} s after it "
                                                 f"answered: work outside the timed calls")
