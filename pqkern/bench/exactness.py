@@ -8,8 +8,8 @@ the same two workers, the same partner, the same requests (one query a request, 
 led by an untimed one), with no pause between the decision and the check. The incumbent (kept
 before) is checked again alongside. The judge computes the exact answers in a thread while the
 rounds go on, bounded by the k-th distances the kernels returned, on one low-priority thread on
-the judge's CPU (``_in_the_background``); recall's ground truth (a BLAS scan, whose threads would take the
-workers' CPU) waits for the rounds to end.
+the judge's CPU (``_in_the_background``), and so is recall's ground truth, a BLAS scan held to one
+BLAS thread meanwhile (its threads would take the workers' CPU).
 
 Nothing a kernel can see tells the check from the decision: no role (every worker starts the
 same way), no pause, no other partner, no other pattern of calls, so its call count and a
@@ -30,8 +30,11 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
+
+from pqkern.bench.paired import RECALL_SAMPLE
 
 CHECKED_ANSWERS = 2080  # per kernel, over the decision and the check: a 1-in-300 kernel has 0.1% to pass unseen
 CHECK_ROUNDS = 350  # the most rounds the check may take (a round holds at least 6 answers: flat and IVF, 2 pairs)
@@ -53,6 +56,19 @@ def _in_the_background() -> None:
         pass
 
 
+@contextmanager
+def _one_blas_thread():
+    """BLAS on one thread while the rounds go on (its threads would take the workers' CPU), if threadpoolctl can say so:
+    yields whether it could."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield False
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield True
+
+
 def answers_per_round(match) -> int:
     """What each kernel answers in a round: an untimed and a timed query per pair, on every workload."""
     return sum(match.pairs[wl.kind] * (1 + match.warm_calls[wl.kind]) for wl in match.wls.values())
@@ -68,7 +84,7 @@ def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int
     into ``cmp``), the exact answers of each batch computed in a thread while the next batch is searched. The caller's
     ``Match.settle`` then checks every result (the answers are cached by then)."""
     done = {w: sum(len(c.rows) for label in (first, second) for c in match.figures[label][w].checked) for w in match.wls}
-    with ThreadPoolExecutor(1, initializer=_in_the_background) as pool:
+    with ThreadPoolExecutor(1, initializer=_in_the_background) as pool, _one_blas_thread() as limited:
         pending = []
 
         def batch(round_: int) -> None:
@@ -79,6 +95,8 @@ def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int
                 rows_, bounds = np.concatenate([g[0] for g in got]), np.concatenate([g[2][:, -1] for g in got])
                 pending.append(pool.submit(wl.oracle, rows_[done[w]:], bounds[done[w]:]))
                 done[w] = rows_.size
+                if limited and wl.queries.fresh:  # recall's ground truth (the first rows searched), one BLAS thread
+                    pending.append(pool.submit(wl.queries.groundtruth, got[1][0][:RECALL_SAMPLE], wl.k, wl.num_rows))
 
         match.pair(first, second, rows, cmp, mode="measure", rounds=rounds_to_go(match, decided), after_round=batch)
         for future in pending:
