@@ -5,6 +5,7 @@ The operating-system jail's own attacks (processes, sockets, files, signals, /pr
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -118,8 +119,6 @@ def test_outside_timing_catches_a_thread_working_between_calls(data_dir):
 @pytest.fixture(scope="module")
 def small_fixture(data_dir):
     env = small_fixture_env(data_dir)
-    import os
-
     saved = {k: os.environ.get(k) for k in env if k.startswith("PQKERN_")}
     os.environ.update({k: v for k, v in env.items() if k.startswith("PQKERN_")})
     try:
@@ -319,3 +318,33 @@ def test_trial_never_keeps_a_kernel_that_knows_the_queries_or_is_rarely_wrong(at
 def test_trial_refuses_a_pasted_table_of_answers(attacked_repo, small_fixture):
     p, row = _attack(attacked_repo, {"pqkern/kernels.py": hardcoded(small_fixture, 1000)}, "1,000 answers pasted in")
     assert p.returncode == 5 and "over the 32,768-byte limit" in p.stdout and row[7] == "refused"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: nothing is held (pqkern/bench/affinity.py)")
+def test_timed_workers_are_held_on_one_cpu_and_the_judge_on_another(small_fixture):
+    from pqkern.bench.paired import Comparison, Match, query_set
+
+    qs = query_set(small_fixture, 40)
+    wls = {"flat": make("flat", small_fixture, qs)}
+    before = os.sched_getaffinity(0)
+    seen = []
+    with Match(wls, qs) as match:
+        match.start_all({"incumbent": SEED_KERNEL.read_text(), "candidate": SEED_KERNEL.read_text()})
+        for label in match.started:
+            match.ready(label, Comparison("measured", "measured", "", {}))
+        assert len(os.sched_getaffinity(match.workers["candidate"].proc.pid)) > 1  # start-up uses every CPU
+        match.pair("incumbent", "candidate", np.arange(len(qs)), Comparison("measured", "measured", "", {}),
+                   mode="measure", rounds=3,
+                   after_round=lambda t: seen.append((os.sched_getaffinity(0),
+                                                      *(os.sched_getaffinity(w.proc.pid) for w in match.workers.values()))))
+    judge, *workers = seen[-1]
+    assert workers[0] == workers[1] == {max(before)} and judge == {min(before)}, seen
+    assert os.sched_getaffinity(0) == before  # given back once the rounds are over
+
+
+def test_an_undecided_comparison_stops_at_the_round_cap(small_fixture):
+    """Counted in rounds as well as seconds: an identical kernel ends at the cap (or sooner, decided) whatever a round
+    costs."""
+    seed = SEED_KERNEL.read_text()
+    cmp = compare(small_fixture, seed, seed, ("flat",), cap_rounds=30, cap_seconds=600)
+    assert cmp.decision == "discard" and cmp.rounds <= 30, (cmp.decision, cmp.stop, cmp.rounds)

@@ -81,8 +81,16 @@ def rounds_to_go(match, decided: int) -> int:
 
 def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int, log=None) -> None:
     """``rounds_to_go`` more rounds of ``first`` against ``second`` on ``rows`` (``paired.Match.pair`` in measure mode,
-    into ``cmp``), the exact answers of each batch computed in a thread while the next batch is searched. The caller's
-    ``Match.settle`` then checks every result (the answers are cached by then)."""
+    into ``cmp``), the exact answers of each batch computed in a thread while the next batch is searched, when the judge
+    has a CPU of its own (``affinity.py``). On one CPU they wait for the rounds: a busy thread beside the workers kept a
+    worker that had just answered from running for seconds (measured: 3.6 s), which the judge must read as a worker that
+    does not stop. The caller's ``Match.settle`` then checks every result."""
+    rounds = rounds_to_go(match, decided)
+    if match.cpus[0] is None:  # no CPU of its own for the judge: the exact answers wait for the rounds (see below)
+        match.pair(first, second, rows, cmp, mode="measure", rounds=rounds)
+        if log:
+            log(f"exactness: {cmp.rounds} more rounds ({decided + cmp.rounds} in all), every answer checked")
+        return
     done = {w: sum(len(c.rows) for label in (first, second) for c in match.figures[label][w].checked) for w in match.wls}
     with ThreadPoolExecutor(1, initializer=_in_the_background) as pool, _one_blas_thread() as limited:
         pending = []
@@ -98,7 +106,7 @@ def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int
                 if limited and wl.queries.fresh:  # recall's ground truth (the first rows searched), one BLAS thread
                     pending.append(pool.submit(wl.queries.groundtruth, got[1][0][:RECALL_SAMPLE], wl.k, wl.num_rows))
 
-        match.pair(first, second, rows, cmp, mode="measure", rounds=rounds_to_go(match, decided), after_round=batch)
+        match.pair(first, second, rows, cmp, mode="measure", rounds=rounds, after_round=batch)
         for future in pending:
             future.result()
     if log:

@@ -9,7 +9,8 @@
    until the trial's rounds hold ``exactness.CHECKED_ANSWERS`` answers of each kernel: every answer
    of both kernels is checked against the exact ADC top-k (``exactness.py``). A discard's results
    are checked the same way, after its rounds.
-4. **Against the seed (a keep).** The frozen seed's worker, started during the check, is paired
+4. **Against the seed (a keep).** The frozen seed's worker, started during the check (on the judge's
+   CPU; after it when the judge has no CPU of its own), is paired
    with the candidate's for ``SEED_ROUNDS`` rounds: the candidate's ``vs_seed``. It must agree with
    the incumbent's recorded ``vs_seed`` times the decision's ``speedup`` (``chain.py``), or the
    candidate is not kept.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import time
 
-from pqkern.bench import chain, exactness, rule
+from pqkern.bench import affinity, chain, exactness, rule
 from pqkern.bench.paired import POOL, SEED_KERNEL, Comparison, Match, rows_per_round
 
 RECALL_BAND = 0.005
@@ -85,9 +86,13 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
     if keep:
         t0 = time.monotonic()
         check = Comparison("measured", "measured", "", {})
-        if not baseline:  # it starts up during the check, whose timing decides nothing
+        early = not baseline and match.cpus[0] is not None
+        if early:  # it starts up during the check, on the judge's CPU, away from the workers being timed
             match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
+            affinity.hold(match.workers["seed"].proc.pid, match.cpus[0])
         exactness.carry_on(match, "incumbent", "candidate", rows["check"], check, cmp.rounds, log=match.log)
+        if not baseline and not early:  # one CPU: after the rounds, not beside them (exactness.carry_on says why)
+            match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
         cmp.timings["exactness"] = time.monotonic() - t0
         cmp.check_rounds = check.rounds
     cmp.decision, cmp.stop = decision, stop
