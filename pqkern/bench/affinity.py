@@ -23,13 +23,13 @@ from contextlib import contextmanager
 ENV = "PQKERN_PIN"
 
 
-def plan(threads: int = 1) -> tuple[int, int] | None:
-    """``(judge CPU, workers' CPU)`` from the CPUs this process may use, or None: one CPU, kernels of several threads
-    (``--threads``: they need the CPUs), not Linux, or switched off."""
+def plan(threads: int = 1) -> tuple[int | None, int | None]:
+    """``(judge CPU, workers' CPU)`` from the CPUs this process may use; ``(None, None)`` (nothing held) with one CPU,
+    kernels of several threads (``--threads``: they need the CPUs), not Linux, or switched off."""
     if threads > 1 or os.environ.get(ENV, "1") == "0" or not hasattr(os, "sched_getaffinity"):
-        return None
+        return None, None
     cpus = sorted(os.sched_getaffinity(0))
-    return (cpus[0], cpus[-1]) if len(cpus) > 1 else None
+    return (cpus[0], cpus[-1]) if len(cpus) > 1 else (None, None)
 
 
 def hold(pid: int, cpu: int | None) -> None:
@@ -59,3 +59,12 @@ def judge_on(cpu: int | None):
         yield
     finally:
         os.sched_setaffinity(0, before)
+
+
+@contextmanager
+def timing(pids: list[int], cpus: tuple[int | None, int | None]):
+    """While kernels are timed: the workers ``pids`` held on ``cpus[1]``, the judge on ``cpus[0]`` (see ``plan``)."""
+    for pid in pids:
+        hold(pid, cpus[1])
+    with judge_on(cpus[0]):
+        yield

@@ -86,11 +86,17 @@ def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int
     worker that had just answered from running for seconds (measured: 3.6 s), which the judge must read as a worker that
     does not stop. The caller's ``Match.settle`` then checks every result."""
     rounds = rounds_to_go(match, decided)
-    if match.cpus[0] is None:  # no CPU of its own for the judge: the exact answers wait for the rounds (see below)
+    if match.cpus[0] is None:  # no CPU of its own for the judge: the exact answers wait for the rounds
         match.pair(first, second, rows, cmp, mode="measure", rounds=rounds)
-        if log:
-            log(f"exactness: {cmp.rounds} more rounds ({decided + cmp.rounds} in all), every answer checked")
-        return
+    else:
+        _with_answers_in_background(match, first, second, rows, cmp, rounds)
+    if log:
+        log(f"exactness: {cmp.rounds} more rounds ({decided + cmp.rounds} in all), every answer checked")
+
+
+def _with_answers_in_background(match, first: str, second: str, rows: np.ndarray, cmp, rounds: int) -> None:
+    """``rounds`` rounds, the exact answers (and recall's ground truth) of every ``BATCH_ROUNDS`` computed in a thread
+    while the next batch is searched."""
     done = {w: sum(len(c.rows) for label in (first, second) for c in match.figures[label][w].checked) for w in match.wls}
     with ThreadPoolExecutor(1, initializer=_in_the_background) as pool, _one_blas_thread() as limited:
         pending = []
@@ -109,5 +115,3 @@ def carry_on(match, first: str, second: str, rows: np.ndarray, cmp, decided: int
         match.pair(first, second, rows, cmp, mode="measure", rounds=rounds, after_round=batch)
         for future in pending:
             future.result()
-    if log:
-        log(f"exactness: {cmp.rounds} more rounds ({decided + cmp.rounds} in all), every answer checked")

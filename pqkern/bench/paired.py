@@ -180,7 +180,7 @@ class Match:
         self.started: list[str] = []
         self.figures: dict[str, dict[str, KernelFigures]] = {}
         self.records: list[dict] = []
-        self.cpus = affinity.plan(threads) or (None, None)  # the judge's and the timed workers' (affinity.py)
+        self.cpus = affinity.plan(threads)  # the judge's and the timed workers' (affinity.py)
 
     def __enter__(self) -> Match:
         return self
@@ -261,9 +261,7 @@ class Match:
         """Rounds of ``first`` against ``second`` on ``rows`` (in order) until decided, measured or capped: fills
         ``cmp``'s intervals, rounds, decision and stop (speed-ups are ``second``'s over ``first``); ``how``: see
         ``_rounds``. Both workers are held on one CPU and the judge on another meanwhile (``affinity.py``)."""
-        for label in (first, second):
-            affinity.hold(self.workers[label].proc.pid, self.cpus[1])
-        with affinity.judge_on(self.cpus[0]):
+        with affinity.timing([self.workers[label].proc.pid for label in (first, second)], self.cpus):
             self._rounds(first, second, rows, cmp, **how)
 
     def _rounds(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, *, mode: str = "decide",

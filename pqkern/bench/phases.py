@@ -86,12 +86,11 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
     if keep:
         t0 = time.monotonic()
         check = Comparison("measured", "measured", "", {})
-        early = not baseline and match.cpus[0] is not None
-        if early:  # it starts up during the check, on the judge's CPU, away from the workers being timed
+        if not baseline and match.cpus[0] is not None:  # it starts up during the check, on the judge's CPU
             match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
             affinity.hold(match.workers["seed"].proc.pid, match.cpus[0])
         exactness.carry_on(match, "incumbent", "candidate", rows["check"], check, cmp.rounds, log=match.log)
-        if not baseline and not early:  # one CPU: after the rounds, not beside them (exactness.carry_on says why)
+        if not baseline and "seed" not in match.workers:  # one CPU: after the rounds (exactness.carry_on says why)
             match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
         cmp.timings["exactness"] = time.monotonic() - t0
         cmp.check_rounds = check.rounds

@@ -185,7 +185,7 @@ def _judge(args: argparse.Namespace, r: dict) -> tuple[int, str]:
         handed_over = file_digest(list(wl.files.values()))
         if not qs.fresh:
             wl.oracle(rows)  # loaded (or computed the first time) while the worker starts
-        results = _time_queries(worker, wl, rows, affinity.plan(args.threads) or (None, None))
+        results = _time_queries(worker, wl, rows, affinity.plan(args.threads))
     except WorkerFailure as e:
         return FAILURE_EXIT.get(e.kind, EXIT_CONTRACT), (
             f"time budget of {args.time_budget:g} s {e}" if e.kind == "timeout" else str(e))
@@ -224,9 +224,8 @@ def _time_queries(worker: KernelProcess, wl, rows: np.ndarray, cpus: tuple[int |
     """Each query once, in order, a request each: ``(ids, dists, wall ns, cpu ns)``, timed by the judge from outside,
     the worker held on one CPU and the judge on another (``cpus``, ``affinity.py``)."""
     worker.ready()
-    affinity.hold(worker.proc.pid, cpus[1])
     blocks = []
-    with affinity.judge_on(cpus[0]):
+    with affinity.timing([worker.proc.pid], cpus):
         for start in range(0, rows.size, BLOCK_QUERIES):
             part = rows[start: start + BLOCK_QUERIES]
             queries, probes = wl.request(part)

@@ -203,6 +203,7 @@ class Trial:
 
     def __init__(self, args: argparse.Namespace, repo: Repo, head: str, chain: Chain, config: dict[str, str]):
         self.args, self.repo, self.head, self.chain, self.config = args, repo, head, chain, config
+        self.workloads = [w.partition("@")[0] for w in config["workloads"].split(",")]  # judged, by name
         self.incumbent = chain.incumbent
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.dir = repo.root / "trials" / f"{stamp}-{head[:10]}"
@@ -230,7 +231,7 @@ class Trial:
         (self.dir / "incumbent_kernels.py").write_text(incumbent, encoding="utf-8")
         if self.incumbent and same_code(incumbent, candidate):
             return "keep", rule.explain("same-code")
-        workloads = [w.partition("@")[0] for w in self.config["workloads"].split(",")]
+        workloads = self.workloads
         margin = None
         if self.incumbent and code_size(candidate) < code_size(incumbent):
             margin = rule.spent_margin(self.chain.simpler_lows(workloads), workloads)
@@ -326,8 +327,7 @@ class Trial:
                "queries": ("fresh" if cmp.query_seed else "fixed") if cmp and cmp.queries else "-",
                "query_seed": cmp.query_seed if cmp and cmp.query_seed else "-", **self.config}
         prepared = cmp.prepare_seconds.get("candidate", {}) if cmp else {}
-        judged_names = [w.partition("@")[0] for w in self.config["workloads"].split(",")]
-        real = next((w for w in judged_names if is_real(w)), REAL)  # the real_* columns hold the one judged
+        real = next((w for w in self.workloads if is_real(w)), REAL)  # the real_* columns hold the one judged
         for w in (*WORKLOADS, real):
             c = column(w)
             s, lo, hi = iv[w].as_ratio() if w in iv and self.incumbent else (None, None, None)

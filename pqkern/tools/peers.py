@@ -173,9 +173,7 @@ def kernel_times(fx, workload: str, paths: list[Path], qset: QuerySet, k: int = 
     n = len(qset)
     wl = make(workload, fx, qset, k)
     warm = warm_vectors(fx, qset.seed)
-    workers: list[KernelProcess] = []
-    cpus = affinity.plan()  # the workers on one CPU, the judge on another (bench/affinity.py)
-    blocks = _interleaved(workers, paths, workload, wl, warm, k, n, cpus or (None, None))
+    blocks = _interleaved(paths, workload, wl, warm, k, n)
     out = []
     for path, got in zip(paths, blocks, strict=True):
         ids, dists = np.concatenate([b.ids for b in got]), np.concatenate([b.dists for b in got])
@@ -187,19 +185,18 @@ def kernel_times(fx, workload: str, paths: list[Path], qset: QuerySet, k: int = 
     return out
 
 
-def _interleaved(workers: list, paths: list[Path], workload: str, wl, warm, k: int, n: int,
-                 cpus: tuple[int | None, int | None]) -> list[list]:
-    """Every query of each kernel, the workers taking turns a block of ``INTERLEAVE`` queries each, held on the
-    workers' CPU of ``cpus`` and the judge on its own once all are ready."""
+def _interleaved(paths: list[Path], workload: str, wl, warm, k: int, n: int) -> list[list]:
+    """Every query of each kernel, the workers taking turns a block of ``INTERLEAVE`` queries each, once all are ready
+    held on one CPU and the judge on another (``bench/affinity.py``)."""
+    workers: list[KernelProcess] = []
     try:
         for path in paths:
             workers.append(KernelProcess(path.read_text(encoding="utf-8"), {workload: wl.spec()}, warm, k,
                                          time.monotonic() + 1800))
         for worker in workers:
             worker.ready()
-            affinity.hold(worker.proc.pid, cpus[1])
         blocks: list[list] = [[] for _ in workers]
-        with affinity.judge_on(cpus[0]):
+        with affinity.timing([worker.proc.pid for worker in workers], affinity.plan()):
             for turn, a in enumerate(range(0, n, INTERLEAVE)):
                 request = wl.request(np.arange(a, min(a + INTERLEAVE, n)))
                 for i in np.roll(np.arange(len(workers)), -turn):
