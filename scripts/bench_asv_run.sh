@@ -4,7 +4,7 @@
 #   scripts/bench_asv_run.sh [BEFORE_REV [WORKDIR]]     (default afba0b9, a new temporary folder)
 #
 # Each side is a fresh clone checked out at its revision (BEFORE_REV with its own asv.conf.json and
-# benchmarks, then this checkout's HEAD with `--bench bench_kernel`, what the trial records), with its
+# benchmarks, then this checkout's HEAD with `--bench '^bench_throughput\.'`, what the trial records), with its
 # own HOME so asv's machine file is private. One first run creates the environment; then three empty
 # commits are each recorded with `asv run HEAD^!` and timed. PQKERN_DATA (default: this checkout's
 # data/) should hold the default fixture already; the before side gets its own data folder,
@@ -21,7 +21,7 @@ now() { "$py" -c 'import time; print(time.time())'; }
 since() { "$py" -c 'import sys, time; print(f"{time.time() - float(sys.argv[1]):.1f}")' "$1"; }
 for side in before after; do
     rev=$before; bench=(); data="${PQKERN_DATA_BEFORE:-$work/before-data}"
-    if [ $side = after ]; then rev=$after; bench=(--bench bench_kernel); data="$PQKERN_DATA"; fi
+    if [ $side = after ]; then rev=$after; bench=(--bench '^bench_throughput\.'); data="$PQKERN_DATA"; fi
     mkdir -p "$data"
     d="$work/$side"; rm -rf "$d"; mkdir -p "$d/home"
     git clone -q "$here" "$d/repo"

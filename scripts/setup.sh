@@ -10,4 +10,7 @@ if command -v npm >/dev/null 2>&1; then  # the dashboard's JavaScript, so it ren
 else
     echo "warning: npm not found: pqkern-dashboard publish needs it (apt-get install npm), the rest works" >&2
 fi
+if ! command -v bwrap >/dev/null 2>&1; then  # pqkern-sandbox, for agents run unattended (docs/sandbox.md)
+    echo "warning: bubblewrap not found: pqkern-sandbox needs it (apt-get install bubblewrap), the rest works" >&2
+fi
 echo "set up: .venv (activate with: source .venv/bin/activate)"

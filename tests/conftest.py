@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import http.server
 import json
@@ -9,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,11 @@ KERNELS = Path(__file__).resolve().parent / "kernels"
 DEMO = REPO / "pqkern" / "tools" / "demo_kernels"
 SHARED_SIFTSMALL = REPO.parent / "shared" / "data" / "siftsmall"
 SIFTSMALL_FILES = ("siftsmall_base.fvecs", "siftsmall_query.fvecs", "siftsmall_groundtruth.ivecs")
+# A session's trials reserve CPUs among themselves (pqkern/bench/cpus.py), neither waiting for the machine's other
+# trials nor making them wait.
+if "PQKERN_CPU_LOCKS" not in os.environ:
+    os.environ["PQKERN_CPU_LOCKS"] = tempfile.mkdtemp(prefix="pqkern-test-cpus-")
+    atexit.register(shutil.rmtree, os.environ["PQKERN_CPU_LOCKS"], True)
 
 
 @dataclass

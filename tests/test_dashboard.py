@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -248,3 +249,90 @@ def test_worktrees_share_runs_without_a_remote(shared):
     page = (repo / "trials" / "report.html").read_text()
     assert "autoresearch/jan05 @ box-1" in page and "autoresearch/nov27 @ box-1" in page
     assert "older measurement kept in .asv/replaced/box-1/" in gather.stdout  # both measured the seed; the newer wins
+
+
+STATES_SUITE = '''"""Series that apply, one that does not (n/a: its setup raises NotImplementedError) and one that fails."""
+import os
+from pathlib import Path
+
+
+def setup_cache():
+    return float(Path(os.environ["ASV_ENV_DIR"], "project", "kernel.txt").read_text())
+
+
+class Kernel:
+    params = (["here", "elsewhere"],)
+    param_names = ["workload"]
+
+    def setup(self, value, workload):
+        if workload == "elsewhere":
+            raise NotImplementedError("no such workload in this run")
+
+    def track_value(self, value, workload):
+        return value
+
+    def track_broken(self, value, workload):
+        raise AssertionError("a failed gate")
+'''
+
+
+def default_branch_env(tmp: Path, name: str, default: str) -> dict:
+    """A machine whose git names its default branch ``default`` (init.defaultBranch), with a HOME of its own."""
+    env = machine_env(tmp, name)
+    config = tmp / f"gitconfig-{name}"
+    config.write_text(f"[init]\n\tdefaultBranch = {default}\n")
+    return dict(env, GIT_CONFIG_GLOBAL=str(config))
+
+
+@pytest.fixture(scope="module")
+def elsewhere(scratch) -> dict:
+    """A run's checkout with no ``main``: made where git's default branch is ``trunk``, that branch renamed to
+    autoresearch/x, then cloned (as pqkern-demo clones the checkout it runs from) onto autoresearch/demo; two commits
+    benchmarked and published."""
+    env = default_branch_env(scratch, "elsewhere", "trunk")
+    origin = scratch / "elsewhere-origin"
+    seed_repo(origin, env, scratch / "env")
+    shutil.rmtree(origin / ".git")
+    (origin / "benchmarks" / "bench_value.py").write_text(STATES_SUITE)
+    sh(origin, env, "git", "init", "-q")  # on git's default branch: trunk
+    sh(origin, env, "git", "add", "-A")
+    sh(origin, env, "git", "commit", "-qm", "a suite with states")
+    sh(origin, env, "git", "branch", "-m", "autoresearch/x")
+    clone = scratch / "elsewhere-clone"
+    sh(scratch, env, "git", "clone", "-q", str(origin), str(clone))
+    sh(clone, env, "git", "checkout", "-q", "-b", "autoresearch/demo")
+    (clone / "kernel.txt").write_text("2.0\n")
+    sh(clone, env, "git", "commit", "-qam", "keep 2.0")
+    asv(clone, env, "machine", "--yes", "--machine", "elsewhere-box")
+    for commit in ("HEAD~1^!", "HEAD^!"):  # as the trial records each keep
+        p = subprocess.run([sys.executable, "-m", "asv", "run", "-a", "processes=1", commit], cwd=clone, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 2 and "track_broken" in p.stdout, p.stdout  # the gate fails, as it should
+    return {"repo": clone, "origin": origin, "env": env, "publish": tool(clone, env, "dashboard", "publish")}
+
+
+def test_publish_works_on_a_run_branch_whatever_the_default_branch(elsewhere):
+    repo, env = elsewhere["repo"], elsewhere["env"]
+    assert sh(elsewhere["origin"], env, "git", "branch", "--list").stdout.split() == ["*", "autoresearch/x"]
+    assert sh(repo, env, "git", "branch", "--list", "main", "trunk").stdout == ""
+    out = elsewhere["publish"].stdout
+    assert "no branch 'main' here (asv.conf.json names it): not drawn" in out
+    assert "branches: autoresearch/demo, autoresearch/x;" in out
+    index = json.loads((repo / ".asv" / "html" / "index.json").read_text())
+    assert index["params"]["branch"] == ["autoresearch/demo", "autoresearch/x"]
+    graph = repo / ".asv" / "html" / "graphs" / "branch-autoresearch_demo" / "machine-elsewhere-box" / "python-3.11"
+    assert [v for _, v in json.loads((graph / f"{BENCH}.json").read_text())] == [[1.0, None], [2.0, None]]
+
+
+def test_the_list_view_says_n_a_and_failed(elsewhere, tmp_path):
+    html = elsewhere["repo"] / ".asv" / "html"
+    summary = next((html / "graphs" / "branch-autoresearch_demo").glob("**/summary.json"))
+    values = {r["pretty_name"]: r["last_value"] for r in json.loads(summary.read_text())}
+    assert values == {f"{BENCH}('here')": 2.0, f"{BENCH}('elsewhere')": "n/a",
+                      "bench_value.Kernel.track_broken('here')": "failed",
+                      "bench_value.Kernel.track_broken('elsewhere')": "n/a"}
+    assert "series marked n/a or failed" in elsewhere["publish"].stdout
+    dom = dump_dom(html, "index.html#summarylist?branch=autoresearch%2Fdemo", tmp_path / "profile")
+    cells = dom.split('id="summarylist-body"')[1]
+    assert cells.count(">n/a</span></td>") == 2 and cells.count(">failed</span></td>") == 1, cells[:3000]
+    assert ">2.00</span></td>" in cells  # a value, formatted by asv as always

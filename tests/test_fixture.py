@@ -222,8 +222,9 @@ def test_a_damaged_ground_truth_is_refused(tmp_path):
 
 
 def test_siftsmall_loads_and_ground_truth_agrees(data_dir, siftsmall_dir):
-    fx = load_fixture("siftsmall")
-    assert fx.base.shape == (10_000, 128) and fx.queries.shape == (100, 128) and fx.groundtruth.shape == (100, 100)
+    fx = load_fixture("siftsmall")  # no learn set in the shared copy: the last 2,000 base rows are held out
+    assert fx.base.shape == (8_000, 128) and fx.queries.shape == (100, 128) and fx.groundtruth.shape == (100, 100)
+    assert fx.fixture_id == "siftsmall-heldout2000"  # its ground truth recomputed on those 8,000 rows (checked below)
     assert float(np.asarray(fx.base).max()) <= 255 and float(np.asarray(fx.base).min()) >= 0
     ids, d = reference.exact_knn(fx.base, fx.queries[:20], 100)
     for i in range(20):  # ties allowed: compare distances rank by rank

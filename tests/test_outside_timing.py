@@ -16,7 +16,7 @@ from conftest import DEMO, KERNELS, SMALL_FIXTURE, commit_all, scratch_repo, sma
 
 from pqkern.bench import trial as trial_module
 from pqkern.bench.policy import violations
-from pqkern.bench.results import HEADER
+from pqkern.bench.results import append_row, read_rows
 
 pytestmark = pytest.mark.slow
 ATTACKS = KERNELS / "attacks"
@@ -39,6 +39,7 @@ def _trial(repo: dict, monkeypatch, capsys, description: str, policy: bool = Fal
         monkeypatch.setenv(key, value)
     if not policy:
         monkeypatch.setattr(trial_module, "violations", lambda source: [])
+    monkeypatch.setattr(trial_module, "vouch", lambda *args: None)  # this process's bench is not the clone's: by design
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         code = trial_module.main([description, "--no-asv", "--cap-seconds", "15", "--time-budget", "300"])
@@ -52,6 +53,13 @@ def _trial(repo: dict, monkeypatch, capsys, description: str, policy: bool = Fal
 def _commit(repo: dict, source: str, message: str) -> str:
     (repo["path"] / "pqkern" / "kernels.py").write_text(source)
     return commit_all(repo["path"], repo["env"], message)
+
+
+def _rewrite(results, rows: list[dict]) -> None:
+    """results.tsv holding ``rows``, each sealed by the judge's own append."""
+    results.unlink()
+    for row in rows:
+        append_row(results, row)
 
 
 def _reset(repo: dict, commit: str) -> None:
@@ -122,18 +130,16 @@ def test_a_keep_that_contradicts_the_chain_is_not_kept(repo, baseline, monkeypat
     """The incumbent's recorded speed-up over the seed is made implausible (as a sandbagging incumbent or a drift would
     make the chain disagree with itself): a real gain over it is then not kept, and the verdict gives both figures."""
     results = repo["path"] / "results.tsv"
-    original = results.read_text()
-    lines = original.splitlines()
-    at = max(i for i, line in enumerate(lines) if line.startswith(baseline[:12]))
-    row = dict(zip(HEADER, lines[at].split("\t"), strict=True))
-    assert row["status"] == "baseline"
-    row.update(seed_speedup="3.000", seed_speedup_lo="2.900", seed_speedup_hi="3.100")
-    lines[at] = "\t".join(row[h] for h in HEADER)
-    results.write_text("\n".join(lines) + "\n")
+    original = read_rows(results)
+    at = max(i for i, row in enumerate(original) if row["commit"] == baseline[:12])
+    assert original[at]["status"] == "baseline"
+    edited = [dict(row) for row in original]
+    edited[at].update(seed_speedup="3.000", seed_speedup_lo="2.900", seed_speedup_hi="3.100")
+    _rewrite(results, edited)  # sealed again, as if a trial had recorded it: the seals are not what this tests
     try:
         _commit(repo, (DEMO / "unrolled.py").read_text(), "unrolled")
         code, verdict = _trial(repo, monkeypatch, capsys, "unrolled", policy=True)
     finally:
-        results.write_text(original + "".join(line + "\n" for line in results.read_text().splitlines()[len(lines):]))
+        _rewrite(results, original + read_rows(results)[len(original):])
     assert code == 1 and "the measurements contradict each other" in verdict and " stop=contradiction " in verdict, verdict
     assert "3.000x [2.900, 3.100]" in verdict

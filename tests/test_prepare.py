@@ -12,8 +12,12 @@ import tarfile
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, SHARED_SIFTSMALL, SIFTSMALL_FILES
+
+from pqkern.bench.fixture import load_fixture
+from pqkern.bench.vecs import write_vecs
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
@@ -74,7 +78,8 @@ def test_download_resumes_verifies_and_prepares(tmp_path, archive):
         server.shutdown()
     assert p.returncode == 0, p.stderr
     assert handler.served == [len(archive) // 2]  # it asked only for the rest
-    assert "resuming at" in p.stderr and "trained on its 10,000 base vectors" in p.stderr
+    assert "resuming at" in p.stderr and "no siftsmall_learn.fvecs: its last 2,000 base rows are held out" in p.stderr
+    assert "fixture siftsmall-heldout2000" in p.stderr and (data / "cache" / "siftsmall-heldout2000").is_dir()
     assert (data / "downloads" / "siftsmall.tar.gz").read_bytes() == archive
     again = prepare(data, "--url", url)
     assert again.returncode == 0 and "nothing to do" in again.stderr and "downloading" not in again.stderr
@@ -108,4 +113,42 @@ def test_prepare_from_a_directory(tmp_path, archive):
     p = prepare(tmp_path / "data", "--from", str(SHARED_SIFTSMALL))
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "data" / "siftsmall" / "siftsmall_base.fvecs").stat().st_size == 5_160_000
-    assert (tmp_path / "data" / "cache" / "siftsmall" / "codebook.sha256").is_file()
+    assert (tmp_path / "data" / "cache" / "siftsmall-heldout2000" / "codebook.sha256").is_file()
+
+
+def learn_standin(folder: Path) -> Path:
+    """A stand-in for the archive's siftsmall_learn.fvecs (25,000 SIFT-like integer vectors; the shared copy has none)."""
+    path = folder / "siftsmall_learn.fvecs"
+    write_vecs(path, np.random.default_rng(0).integers(0, 120, (25_000, 128)).astype(np.float32))
+    return path
+
+
+def test_the_archives_learn_set_is_kept_as_the_pool_of_fresh_queries(tmp_path, archive):
+    learn = learn_standin(tmp_path)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f in SIFTSMALL_FILES:
+            tar.add(SHARED_SIFTSMALL / f, arcname=f"siftsmall/{f}")
+        tar.add(learn, arcname="siftsmall/siftsmall_learn.fvecs")
+    (tmp_path / "siftsmall.tar.gz").write_bytes(buf.getvalue())
+    data = tmp_path / "data"
+    p = prepare(data, "--from", str(tmp_path / "siftsmall.tar.gz"))
+    assert p.returncode == 0, p.stderr
+    assert (data / "siftsmall" / "siftsmall_learn.fvecs").read_bytes() == learn.read_bytes()
+    assert "fresh queries come from its 25,000 learn vectors" in p.stderr
+    fx = load_fixture("siftsmall", data=data)  # the whole base and its shipped ground truth, as before
+    assert fx.fixture_id == "siftsmall" and fx.num_base == 10_000
+    assert (data / "cache" / "siftsmall" / "codebook.sha256").is_file()
+
+
+def test_a_learn_set_offered_later_is_copied(tmp_path, archive):
+    data = tmp_path / "data"
+    assert prepare(data, "--from", str(SHARED_SIFTSMALL)).returncode == 0
+    folder = tmp_path / "with-learn"
+    folder.mkdir()
+    for f in SIFTSMALL_FILES:
+        (folder / f).symlink_to(SHARED_SIFTSMALL / f)
+    learn_standin(folder)
+    p = prepare(data, "--from", str(folder))
+    assert p.returncode == 0 and (data / "siftsmall" / "siftsmall_learn.fvecs").is_file(), p.stderr
+    assert "fresh queries come from its 25,000 learn vectors" in p.stderr

@@ -68,8 +68,47 @@ def test_sift1m_draws_from_its_queries_and_learn_set_beyond_the_fixed_block(tmp_
     assert len({v.tobytes() for v in qs.vectors}) == 300 and "1,600 held-out vectors" in qs.note
 
 
-def test_a_source_with_too_few_queries_says_so(siftsmall_dir):
+def test_siftsmall_without_its_learn_set_holds_out_the_last_base_rows(siftsmall_dir):
     fx = load_fixture("siftsmall", data=siftsmall_dir.parent)
+    assert fx.fixture_id == "siftsmall-heldout2000" and fx.num_base == 8000 and fx.groundtruth.shape == (100, 100)
+    qs = queries.fresh_queries(fx, 5, 4000)  # more than the pool: all of it, in a secret order
+    held = np.asarray(fixture.read_vecs(siftsmall_dir / "siftsmall_base.fvecs", 128))[8000:]
+    assert qs.fresh and len(qs) == 2000 and "2,000 held-out vectors not in the base set" in qs.note
+    assert {v.tobytes() for v in qs.vectors} == {v.tobytes() for v in held}
+    assert not {v.tobytes() for v in np.asarray(fx.base)} & {v.tobytes() for v in qs.vectors}
+    assert not np.array_equal(qs.vectors, held) and np.array_equal(qs.vectors, queries.fresh_queries(fx, 5, 4000).vectors)
+
+
+def _texmex_small(folder, rng, base: int, learn: int) -> None:
+    """A synthetic stand-in for siftsmall's files (integer vectors like SIFT's), ``learn`` learn vectors if any."""
+    folder.mkdir(parents=True)
+    for name, n in (("base", base), ("query", 100)) + ((("learn", learn),) if learn else ()):
+        write_vecs(folder / f"siftsmall_{name}.fvecs", rng.integers(0, 60, (n, 128)).astype(np.float32))
+    write_vecs(folder / "siftsmall_groundtruth.ivecs", rng.integers(0, base, (100, 100)).astype(np.int32))
+
+
+def test_siftsmall_draws_from_its_learn_set_when_its_folder_has_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(fixture.SIFT_FILES, "siftsmall", ("siftsmall", "siftsmall",
+                                                          {"base": 3000, "query": 100, "groundtruth": 100}))
+    monkeypatch.setitem(fixture.SIFT_POOL, "siftsmall", ("learn", 1500))
+    _texmex_small(tmp_path / "siftsmall", np.random.default_rng(1), 3000, 1500)
+    fx = load_fixture("siftsmall", data=tmp_path)
+    assert fx.fixture_id == "siftsmall" and fx.num_base == 3000  # the whole base, its shipped ground truth
+    shipped = fixture.read_vecs(tmp_path / "siftsmall" / "siftsmall_groundtruth.ivecs", 100)
+    assert np.array_equal(np.asarray(fx.groundtruth), shipped)
+    qs = queries.fresh_queries(fx, 9, 300)
+    learn = {v.tobytes() for v in np.asarray(fixture.read_vecs(tmp_path / "siftsmall" / "siftsmall_learn.fvecs", 128))}
+    assert qs.fresh and len(qs) == 300 and all(v.tobytes() in learn for v in qs.vectors)
+    assert "1,500 held-out vectors" in qs.note
+
+
+def test_a_source_with_too_few_held_out_vectors_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(fixture.SIFT_FILES, "siftsmall", ("siftsmall", "siftsmall",
+                                                          {"base": 1200, "query": 100, "groundtruth": 100}))
+    monkeypatch.setitem(fixture.HELD_OUT, "siftsmall", 500)
+    _texmex_small(tmp_path / "siftsmall", np.random.default_rng(2), 1200, 0)
+    fx = load_fixture("siftsmall", data=tmp_path)
+    assert fx.fixture_id == "siftsmall-heldout500" and fx.num_base == 700
     qs = queries.fresh_queries(fx, 5, 4000)
     assert not qs.fresh and len(qs) == 100
     assert qs.describe() == "fixed, siftsmall has only 100 queries, too few to draw fresh ones"

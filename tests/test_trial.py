@@ -16,6 +16,7 @@ import pytest
 from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
 
 from pqkern.bench import rule, sequential
+from pqkern.bench.cpus import siblings as sibling_cpus
 from pqkern.bench.exactness import CHECKED_ANSWERS
 from pqkern.bench.paired import PAIRS
 from pqkern.bench.phases import SEED_ROUNDS
@@ -135,8 +136,8 @@ def test_faster_kernel_is_kept_with_its_own_measurement_against_the_seed(traject
     assert float(row["seed_speedup"]) == pytest.approx(direct["speedup"], abs=0.0006)
     assert float(row["seed_speedup_lo"]) == pytest.approx(direct["lo"], abs=0.0006)
     assert record["seed_measurement"]["rounds"] == SEED_ROUNDS and record["query_seed"] == row["query_seed"]
-    assert row["real_seed_speedup"] != "-" and row["real_recall_delta"] == "+0.0000"  # the real descriptors, judged too
-    assert row["workloads"] == "flat,ivf,real-ivf@20000"  # in their IVF layout (the real_* columns hold it)
+    assert row["real_ivf_seed_speedup"] != "-" and row["real_ivf_recall_delta"] == "+0.0000"  # the real descriptors
+    assert row["workloads"] == "flat,ivf,real-ivf@20000" and row["real_seed_speedup"] == "-"  # in their IVF layout only
     assert int(row["checked_queries"]) >= CHECKED_ANSWERS  # the decision's and the check's rounds
 
 
@@ -339,22 +340,31 @@ def test_after_a_kill_the_next_trial_judges_the_candidate(candidate_repo):
     assert s["rows"][-1]["commit"] == candidate_repo["candidate"][:12]
 
 
-def test_a_trial_in_another_worktree_is_named_in_the_verdict(candidate_repo, tmp_path):
+def test_a_trial_in_another_worktree_runs_on_other_cpus_and_is_noted(candidate_repo, tmp_path):
+    """Two worktrees' trials at once, each on one CPU of a different core (pqkern/bench/cpus.py); tests/test_cpus.py has
+    the trial that waits for CPUs another holds."""
+    cpus = sorted(os.sched_getaffinity(0))
+    other_core = [c for c in cpus if c not in sibling_cpus(cpus[0])][1:]
+    if not other_core:
+        pytest.skip("needs two CPUs on different cores")
     repo, env = candidate_repo["repo"], candidate_repo["env"]
     other = tmp_path / "other"
     subprocess.run(["git", "worktree", "add", "-q", "-b", "autoresearch/other", str(other)], cwd=repo, check=True, env=env)
     shutil.copyfile(repo / "results.tsv", other / "results.tsv")
     _commit_kernel(other, env, (KERNELS / "spin.py").read_text(), "hangs until its budget, in the other worktree")
-    background = subprocess.Popen([sys.executable, "-m", "pqkern.bench.trial", "hangs", "--no-asv", "--time-budget", "15"],
-                                  cwd=other, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    background = subprocess.Popen([sys.executable, "-m", "pqkern.bench.trial", "hangs", "--no-asv", "--time-budget", "15",
+                                   "--cpus", str(cpus[0])], cwd=other, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_workers(background)
         _commit_kernel(repo, env, (DEMO / "unrolled.py").read_text() + "\n# here\n", "unrolled here")
-        here = _trial(repo, env, "unrolled here")
+        here = _trial(repo, env, "unrolled here", "--cpus", str(other_core[0]))
     finally:
         out, err = background.communicate(timeout=600)
-    assert "another trial ran on this machine" in _verdict(here) and f"pid {background.pid}" in _verdict(here), here["out"]
-    assert background.returncode == 3 and "another trial ran on this machine" in out, out + err
+    assert "waiting" not in here["err"], here["err"]
+    assert "note: another reservation ran on this machine" in _verdict(here), here["out"]
+    assert f"pqkern-trial pid {background.pid} in {other} on cpu {cpus[0]}" in _verdict(here), here["out"]
+    assert background.returncode == 3 and f"in {repo} on cpu {other_core[0]}" in out, out + err
 
 
 # ---------------------------------------------------------------- the rule itself

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
 
-from pqkern.bench.results import HEADER
+from pqkern.bench.results import HEADER, append_row
 from pqkern.bench.simplicity import code_size, same_code
 
 pytestmark = pytest.mark.slow
@@ -117,9 +117,7 @@ def _forge(path: Path, commit: str, status: str, description: str) -> None:
     row = {**dict.fromkeys(HEADER, "-"), "commit": commit[:12], "status": status,
            "stop": "faster" if status == "keep" else "measured", "description": description,
            "timestamp": "2026-12-01T00:00:00Z"}
-    new = not (path / "results.tsv").exists()
-    with open(path / "results.tsv", "a") as f:
-        f.write(("\t".join(HEADER) + "\n" if new else "") + "\t".join(row[h] for h in HEADER) + "\n")
+    append_row(path / "results.tsv", row)  # sealed, as the trial's own append seals it
 
 
 @pytest.mark.parametrize("broken, failure", [("attacks/skip_rows.py", "is not the nearest by ADC"),

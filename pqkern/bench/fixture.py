@@ -3,7 +3,10 @@
 Sources, chosen by name (``--source`` / ``PQKERN_SOURCE``):
 
 - ``sift1m``: TEXMEX ANN_SIFT1M in ``<data>/sift/`` (base 1M, query 10k, learn 100k, gt 10k x 100).
-- ``siftsmall``: TEXMEX ANN_SIFT10K in ``<data>/siftsmall/`` (base 10k, query 100, gt 100 x 100; no learn set).
+- ``siftsmall``: TEXMEX ANN_SIFT10K in ``<data>/siftsmall/`` (base 10k, query 100, gt 100 x 100, and the archive's
+  learn set of 25k when its folder has ``siftsmall_learn.fvecs``: fresh queries are drawn from it). A folder without
+  it holds out the base file's last 2,000 rows as the pool of fresh queries and judges on the first 8,000: fixture
+  ``siftsmall-heldout2000``, its ground truth recomputed on those rows.
 - ``synthetic``: deterministic SIFT-like data at SIFT1M's shape (sizes can be overridden).
 - ``smoke``: the same generator at 1,024 base / 64 queries, for tests.
 - ``imagesift``: real SIFT descriptors computed offline from the images the scikit-image wheel ships
@@ -44,6 +47,11 @@ SIFT_FILES = {
     "sift1m": ("sift", "sift", {"base": 1_000_000, "query": 10_000, "learn": 100_000, "groundtruth": 10_000}),
     "siftsmall": ("siftsmall", "siftsmall", {"base": 10_000, "query": 100, "groundtruth": 100}),
 }
+# Optional files of a TEXMEX source, used only as its pool of fresh queries (never to train the codebook, so the
+# fixture stays what it was without them): siftsmall's archive ships 25,000 learn vectors.
+SIFT_POOL = {"siftsmall": ("learn", 25_000)}
+# Without that file: the base file's last rows held out as the pool, never in the base set (fixture ``<source>-heldoutN``).
+HELD_OUT = {"siftsmall": 2_000}
 SYNTHETIC_SIZES = {"synthetic": (1_000_000, 10_000, 100_000), "smoke": (1_024, 64, 0)}
 RUN_QUERIES = 1000  # the fixture's first queries, which pqkern-run searches by default: never drawn as fresh ones
 
@@ -92,6 +100,20 @@ def sift_available(source: str, data: Path | None = None) -> bool:
     folder, prefix, parts = SIFT_FILES[source]
     d = (data or data_dir()) / folder
     return all((d / f"{prefix}_{p}.{'ivecs' if p == 'groundtruth' else 'fvecs'}").is_file() for p in parts)
+
+
+def pool_file(source: str, data: Path | None = None) -> Path | None:
+    """The optional file a TEXMEX source draws its fresh queries from (``SIFT_POOL``), None for other sources."""
+    if source not in SIFT_POOL:
+        return None
+    folder, prefix, _ = SIFT_FILES[source]
+    return (data or data_dir()) / folder / f"{prefix}_{SIFT_POOL[source][0]}.fvecs"
+
+
+def held_out(source: str, data: Path | None = None) -> int:
+    """Base rows the source holds out as its pool of fresh queries: ``HELD_OUT`` when its pool file is absent, else 0."""
+    path = pool_file(source, data)
+    return HELD_OUT[source] if path is not None and not path.is_file() else 0
 
 
 def default_source(data: Path | None = None) -> str:
@@ -163,11 +185,17 @@ def _sizes(source: str, num_base: int | None, num_queries: int | None, num_learn
     return nb, nq, nl
 
 
-def fixture_id(source: str, num_base: int | None = None, num_queries: int | None = None, num_learn: int | None = None) -> str:
+def fixture_id(source: str, num_base: int | None = None, num_queries: int | None = None, num_learn: int | None = None,
+               data: Path | None = None) -> str:
+    """The fixture's id: its cache folder's name, recorded with every result (a source's files can give two: siftsmall
+    with and without its learn set)."""
     if source in SIFT_FILES or source == "imagesift":
         if num_base or num_queries or num_learn is not None:
             raise FixtureError(f"{source}: sizes are fixed by its files; --num-base/--num-queries apply to synthetic and smoke")
-        return imagesift.fixture_id(data_dir() / imagesift.FOLDER) if source == "imagesift" else source
+        if source == "imagesift":
+            return imagesift.fixture_id((data or data_dir()) / imagesift.FOLDER)
+        rows = held_out(source, data)
+        return f"{source}-heldout{rows}" if rows else source
     if source not in SYNTHETIC_SIZES:
         raise FixtureError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
     nb, nq, nl = _sizes(source, num_base, num_queries, num_learn)
@@ -214,6 +242,9 @@ def _raw_vectors(source: str, fid: str, cache: Path, data: Path, sizes: tuple[in
             gt = read_vecs(d / f"{prefix}_groundtruth.ivecs", GT_K, parts["groundtruth"])
         except VecsError as e:
             raise FixtureError(f"{e}") from e
+        rows = held_out(source, data)
+        if rows:  # the last rows are the pool of fresh queries: judged on the rest, the shipped ground truth no longer holds
+            return base[: parts["base"] - rows], queries, learn, None
         return base, queries, learn, gt
     nb, nq, nl = sizes
     files = {"base": nb, "query": nq, "learn": nl}
@@ -286,7 +317,7 @@ def prepared(source: str | None, data: str | os.PathLike | None = None, num_base
         fid = imagesift.fixture_id(data / imagesift.FOLDER)
     else:
         try:
-            fid = fixture_id(source, num_base, num_queries, num_learn)
+            fid = fixture_id(source, num_base, num_queries, num_learn, data)
         except FixtureError:
             return False
     cache = data / "cache" / fid
@@ -308,7 +339,7 @@ def load_fixture(
     if not build and not prepared(source, data, num_base, num_queries, num_learn):
         raise FixtureError(f"the {source} fixture is not built yet in {data}: build it first with `python -m "
                            f"pqkern.bench.datasets --source {source}` (pqkern-run and pqkern-trial do that themselves)")
-    fid = fixture_id(source, num_base, num_queries, num_learn)
+    fid = fixture_id(source, num_base, num_queries, num_learn, data)
     if source == "imagesift":  # its id depends on what the extraction gives on this machine
         base, raw_queries, learn, gt = _raw_vectors(source, fid, data, data, None)
         fid = imagesift.fixture_id(data / imagesift.FOLDER)
@@ -401,11 +432,16 @@ def held_out_vectors(fx: Fixture) -> list[np.ndarray] | None:
     has none to spare (synthetic sources draw fresh queries from their generator instead)."""
     if fx.source == "imagesift":
         return [fx.queries[RUN_QUERIES:]]
-    if fx.source == "sift1m":
-        folder, prefix, parts = SIFT_FILES["sift1m"]
-        learn = fx.cache_dir.parent.parent / folder / f"{prefix}_learn.fvecs"
-        try:
-            return [fx.queries[RUN_QUERIES:], read_vecs(learn, DIM, parts["learn"])]
-        except VecsError as e:
-            raise FixtureError(str(e)) from e
-    return None
+    if fx.source not in SIFT_FILES:
+        return None
+    data = fx.cache_dir.parent.parent
+    folder, prefix, parts = SIFT_FILES[fx.source]
+    try:
+        if fx.source == "sift1m":
+            return [fx.queries[RUN_QUERIES:], read_vecs(data / folder / f"{prefix}_learn.fvecs", DIM, parts["learn"])]
+        if fx.fixture_id == fx.source:  # siftsmall with its learn set
+            return [read_vecs(pool_file(fx.source, data), DIM, SIFT_POOL[fx.source][1])]
+        base = read_vecs(data / folder / f"{prefix}_base.fvecs", DIM, parts["base"])
+        return [base[fx.num_base:]]  # the rows held out of the base set
+    except VecsError as e:
+        raise FixtureError(f"{e}; fresh queries are drawn from it (docs/fixtures.md)") from e

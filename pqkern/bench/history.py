@@ -1,7 +1,8 @@
 """A branch's kept history, as the trial reads it from git and results.tsv (immutable bench).
 
 The incumbent is the newest kept (or baseline) commit in HEAD's history; the baseline the newest
-baseline row there. A keep later found wrong is ``revoked`` (its own row): a branch whose history
+baseline row there (git read through ``gitsafe.py``: verified objects, the repository's config
+and replace refs ignored). A keep later found wrong is ``revoked`` (its own row): a branch whose history
 holds a revoked commit must go back to the last good kept commit before it, and the trial says
 how. The simpler keeps since the last faster keep (or the baseline) have spent part of the
 margin a simpler candidate may lose (``rule.py``).
@@ -9,42 +10,19 @@ margin a simpler candidate may lose (``rule.py``).
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from pqkern.bench.gitsafe import GitError, Repo
+
+__all__ = ["Chain", "GitError", "Repo", "column", "read_chain"]
 KEPT = ("keep", "baseline")
 NOT_FASTER = ("simpler", "same-code")  # keep stops that do not reset the simpler margin
 
 
 def column(workload: str) -> str:
-    """The results.tsv column prefix of a workload: a real one (``real``, ``real-ivf``) is in the ``real_*`` columns."""
-    return "real" if workload.partition("@")[0] in ("real", "real-ivf") else workload
-
-
-class GitError(RuntimeError):
-    """A git command failed; the message is git's."""
-
-
-class Repo:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def git(self, *args: str, check: bool = True) -> str:
-        p = subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True)
-        if check and p.returncode:
-            raise GitError(f"git {' '.join(args)} failed: {p.stderr.strip()}")
-        return p.stdout.strip()
-
-    def is_ancestor(self, commit: str, of: str) -> bool:
-        return subprocess.run(["git", "merge-base", "--is-ancestor", commit, of], cwd=self.root,
-                              capture_output=True).returncode == 0
-
-    def clean(self) -> bool:
-        return not self.git("status", "--porcelain", "--untracked-files=no")
-
-    def kernel(self, commit: str) -> str:
-        return self.git("show", f"{commit}:pqkern/kernels.py") + "\n"
+    """The results.tsv column prefix of a workload: ``real_ivf`` for ``real-ivf``, else its name (``flat``, ``ivf``,
+    ``real``)."""
+    return workload.partition("@")[0].replace("-", "_")
 
 
 @dataclass

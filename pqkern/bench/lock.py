@@ -1,12 +1,12 @@
-"""One trial at a time per working tree, and who else is timing on this machine (immutable bench).
+"""One trial at a time per working tree, and who else held CPUs on this machine meanwhile (immutable bench).
 
 ``TrialLock`` holds an exclusive ``flock`` on ``<git dir>/pqkern-trial.lock`` for the trial's
 whole life; the operating system releases it when the process dies, however it dies, so a
 killed trial never leaves a stale lock. A second trial in the same working tree is refused at
-once, with the running trial's pid and commit. Linked worktrees have their own git dir, so
-two worktrees can run trials at the same time; ``Neighbours`` then lets each one see the
-other (a registry of running trials per user, one locked file each) and say so in its
-verdict, since two trials on one machine slow each other's kernels.
+once, with the running trial's pid and commit. Linked worktrees and clones have their own git
+dir, so their trials run at the same time, each on CPUs of its own (``cpus.py``: a trial that
+finds none free waits). ``Neighbours`` sees the other reservations held while a trial runs and
+notes them in its verdict: no CPU was shared, but the memory bus and the last-level cache were.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
+import stat
 import threading
 import time
 from pathlib import Path
+
+from pqkern.bench import cpus
 
 
 class Busy(RuntimeError):
@@ -37,7 +39,13 @@ class TrialLock:
 
     def __init__(self, git_dir: Path, commit: str):
         self.path = git_dir / "pqkern-trial.lock"
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a symlink, nor into anything but a file: the agent can write the git dir
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+                os.close(self.fd)
+                raise IsADirectoryError(0, "not a regular file")
+        except OSError as e:
+            raise Busy(f"{self.path} cannot be the trial lock ({e.strerror}): remove it, then run the trial again") from None
         if not _try_lock(self.fd):
             info = _read_info(self.path)
             os.close(self.fd)
@@ -62,50 +70,33 @@ def _read_info(path: Path) -> dict:
 
 
 class Neighbours:
-    """This trial's entry in the per-user registry of running trials, and the others seen while it ran."""
+    """The other CPU reservations (trials, screenings) held on this machine while this trial ran."""
 
-    def __init__(self, worktree: Path, commit: str, folder: Path | None = None):
-        self.folder = folder or Path(os.environ.get("PQKERN_TRIALS_REGISTRY",
-                                                    Path(tempfile.gettempdir()) / f"pqkern-trials-{os.getuid()}"))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / f"{os.getpid()}.json"
-        self.path.write_text(json.dumps({"pid": os.getpid(), "worktree": str(worktree), "commit": commit}))
-        self.fd = os.open(self.path, os.O_RDONLY)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+    def __init__(self, judge: int | None = None):
         self.seen: dict[int, dict] = {}
         self.look()
         self._stop = threading.Event()
-        threading.Thread(target=self._watch, daemon=True).start()
+        threading.Thread(target=self._watch, args=(judge,), daemon=True).start()
 
-    def _watch(self) -> None:
+    def _watch(self, judge: int | None) -> None:
+        if judge is not None:  # off the workers' CPU
+            os.sched_setaffinity(0, {judge})
         while not self._stop.wait(1.0):
             self.look()
 
     def look(self) -> None:
-        """Record every other live trial in the registry; remove entries whose trial has died."""
-        for entry in self.folder.glob("*.json"):
-            if entry == self.path:
-                continue
-            try:
-                fd = os.open(entry, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                if _try_lock(fd):
-                    entry.unlink(missing_ok=True)  # its owner is gone
-                else:
-                    info = _read_info(entry)
-                    self.seen[int(info.get("pid", 0))] = info
-            finally:
-                os.close(fd)
+        """Record every other live reservation."""
+        for pid, info in cpus.holders().items():
+            if pid != os.getpid():
+                self.seen[pid] = info
 
     def warning(self) -> str:
         if not self.seen:
             return ""
-        others = ", ".join(f"pid {pid} in {info.get('worktree', '?')}" for pid, info in sorted(self.seen.items()))
-        return f"warning: another trial ran on this machine at the same time ({others}); both kernels' timings shared the CPU"
+        others = ", ".join(f"{info.get('what', '?')} pid {pid} in {info.get('worktree', '?')} on cpu "
+                           f"{','.join(map(str, sorted(info['cpus'])))}" for pid, info in sorted(self.seen.items()))
+        return (f"note: another reservation ran on this machine at the same time ({others}): no CPU was shared, the "
+                "memory bus and the last-level cache were")
 
     def close(self) -> None:
         self._stop.set()
-        self.path.unlink(missing_ok=True)
-        os.close(self.fd)

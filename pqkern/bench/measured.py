@@ -7,7 +7,9 @@ with what it measured: the kernel's sha256, the immutable bench's sha256 (``pqke
 ``benchmarks/``), the fixture and the workloads. It then runs ``asv run HEAD^!`` with
 ``PQKERN_MEASURED`` naming that file, and the benchmarks (``benchmarks/common.py``) take it instead
 of measuring again, if :func:`reusable` finds every one of those the same as what they would
-measure. Any other asv run (a bisection, an older history, another machine) measures as always.
+measure and the file's seal verifies (``seal.py``: HMAC under the judge's key over the record).
+The checks above are hashes anyone can recompute; the seal is not: a file edited or made by hand
+is not a trial's, and asv measures again. Any other asv run (a bisection, an older history, another machine) measures as always.
 The benchmark ``track_measured_by_trial`` says which points came from where (1: the trial's).
 """
 
@@ -17,6 +19,8 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+
+from pqkern.bench import seal
 
 FILE = "seed_measurement.json"
 ENV = "PQKERN_MEASURED"
@@ -36,7 +40,7 @@ def write(path: Path, result: dict, kernel_source: str, fixture_id: str, workloa
     record = dict(result, kernel_sha256=hashlib.sha256(kernel_source.encode()).hexdigest(), bench_sha256=bench_sha256(),
                   fixture_id=fixture_id, workloads=workloads)
     record.pop("records", None)
-    path.write_text(json.dumps(record) + "\n")
+    path.write_text(json.dumps(seal.seal_record(record)) + "\n")
 
 
 def reusable(path: Path, kernel: Path, fixture_id: str, workloads: list[str]) -> tuple[dict | None, str]:
@@ -46,6 +50,9 @@ def reusable(path: Path, kernel: Path, fixture_id: str, workloads: list[str]) ->
         record = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         return None, f"{path}: unreadable ({e})"
+    why = seal.verify_record(record) if isinstance(record, dict) else "not a record"
+    if why:
+        return None, f"{path}: not written by a trial on this machine ({why})"
     checks = {"kernel": (record.get("kernel_sha256"), hashlib.sha256(kernel.read_bytes()).hexdigest()),
               "bench": (record.get("bench_sha256"), bench_sha256()),
               "fixture": (str(record.get("fixture_id", "")).split("+")[0], fixture_id),

@@ -12,11 +12,15 @@ Fresh queries come from the fixture's own query distribution:
 - ``synthetic`` and ``smoke``: rows ``start .. start + n`` of the generator's query stream, with
   ``start`` drawn from [2**40, 2**62) (PCG64's ``advance`` makes it cheap): far past the fixture's
   own queries, and too many starting points to enumerate;
-- ``sift1m``: a random sample of the 110,000 TEXMEX vectors that are not in the base set (its
-  10,000 queries and 100,000 learn vectors);
+- ``sift1m``: a random sample of the 109,000 TEXMEX vectors that are neither in the base set nor
+  among the first 1,000 queries (its other 9,000 queries and its 100,000 learn vectors);
 - ``imagesift``: a random sample of the descriptors of the images the base set does not use;
-- ``siftsmall``: its 100 queries, fixed: too few to draw fresh ones from, which the block and the
-  verdict say.
+- ``siftsmall``: a random sample of its 25,000 learn vectors (``siftsmall_learn.fvecs``, which its
+  TEXMEX archive ships); when its folder has no learn file, of the base file's last 2,000 rows,
+  which that fixture (``siftsmall-heldout2000``) holds out of its base set (``fixture.HELD_OUT``).
+
+A source with fewer than ``MIN_POOL`` such vectors would search its own fixed queries instead, which
+the block and the verdict say; none of the sources above has so few.
 
 Ground truth of fresh queries (exact top-k over the raw base vectors) is computed by the judge
 for the rows it is asked about, and kept in memory.

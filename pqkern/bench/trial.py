@@ -3,8 +3,13 @@
 ``pqkern-trial "description"`` after each commit that changes ``pqkern/kernels.py``:
 
 1. Takes the working tree's lock (a second trial is refused at once, exit 5, touching nothing),
-   and refuses (exit 5) a dirty tree (touching nothing), a re-trial of the incumbent (the last
-   kept commit), a commit that changes anything but ``pqkern/kernels.py`` since the incumbent,
+   then its CPUs, machine-wide (``cpus.py``: waiting, with one line on stderr, while other trials hold every free set),
+   vouches for the code it would run (``integrity.py``: refused, exit 5, touching nothing), verifies
+   results.tsv's seals (``results.py``: a row no trial wrote, an edited, deleted or cut row ends it
+   ``tampered``, exit 8, touching nothing), reads git through ``gitsafe.py`` (verified objects; the
+   repository's config, hooks and replace refs never used), and refuses (exit 5) a dirty tree
+   (touching nothing), a re-trial of the incumbent (the last kept commit), a commit that changes
+   anything but ``pqkern/kernels.py`` since the incumbent,
    or a kernel that breaks the static policy or its size limit (both reverted, with a ``refused``
    row). A branch whose history holds a revoked keep is told how to go back (exit 7).
 2. A candidate whose syntax tree equals the incumbent's (only comments, docstrings or layout
@@ -22,8 +27,9 @@
 4. Appends one row to ``results.tsv`` (``results.py``) and keeps the inputs, every paired time and
    the verdict under ``trials/<time>-<commit>/``; the query seed is written there once the run is over.
 5. Keep (and baseline): records the commit in asv (``asv run HEAD^!``; ``asv machine --yes`` first
-   when this machine has none). Otherwise ``git reset --hard`` to the incumbent, only if HEAD is
-   still the judged commit and the tree is clean (it never throws away work).
+   when this machine has none). Otherwise back to the incumbent (``gitsafe.Repo.reset_kernel``: the
+   incumbent's files written, the branch moved by ``git update-ref``), only if HEAD is still the
+   judged commit and the files it restores still hold its bytes (it never throws away work).
 6. Prints one ``verdict:`` line and the candidate's result block; exits with the status's code.
 
 An incumbent that fails (a wrong result, a crash, a time-out) is the incumbent's fault: it was kept
@@ -39,11 +45,13 @@ candidate, so running it again judges it.
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import hashlib
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,25 +59,27 @@ import sys
 import time
 from pathlib import Path
 
-from pqkern.bench import datasets, paired, phases, rule
+from pqkern.bench import cpus, datasets, paired, phases, rule, snapshot, wire
 from pqkern.bench import measured as measured_module
 from pqkern.bench.datasets import REAL_IVF, is_real
+from pqkern.bench.gitsafe import Forged, find_root
 from pqkern.bench.history import Chain, GitError, Repo, column, read_chain
+from pqkern.bench.integrity import Refused, private_numba_cache, vouch
 from pqkern.bench.lock import Busy, Neighbours, TrialLock
 from pqkern.bench.paired import CAP_SECONDS, SEED_KERNEL, Comparison, Failed, Match, failure, plan, query_set, ratio_text
 from pqkern.bench.policy import PolicyError, violations
-from pqkern.bench.results import ResultsError, append_row, read_rows
+from pqkern.bench.results import ResultsError, Tampered, append_row, read_rows
+from pqkern.bench.results import verify as verify_results
 from pqkern.bench.runner import STATUS, format_block
 from pqkern.bench.session import die_with_parent
-from pqkern.bench.simplicity import code_size, same_code
+from pqkern.bench.simplicity import _tree, code_size, same_code
 from pqkern.bench.workloads import REAL, REAL_SOURCE, WORKLOADS, judged, make, real_rows
 
 KERNEL_PATH = "pqkern/kernels.py"
 EXIT = {"keep": 0, "baseline": 0, "discard": 1, "recall": 2, "timeout": 3, "crash": 4, "refused": 5, "harness": 6,
-        "revoked": 7}
-# Every series of the kernel's history but the two the real descriptors' flat scan fed before ``real-ivf`` replaced it
-# (a trial no longer measures it: they would only fail).
-ASV_BENCH = r"bench_kernel\.Kernel\.track_(?!real_time_vs_seed|real_recall_delta)"
+        "revoked": 7, "tampered": 8}
+# The kernel's history in throughput (benchmarks/bench_throughput.py); bench_kernel.py's series are retired (docs/asv.md).
+ASV_BENCH = r"^bench_throughput\."
 
 
 class TrialError(RuntimeError):
@@ -138,9 +148,10 @@ def same_judging(chain: Chain, config: dict[str, str]) -> None:
 def preconditions(repo: Repo, chain: Chain, head: str, config: dict[str, str]) -> None:
     """Refuse a dirty tree, another way of judging than the baseline's, a re-trial of the incumbent, a revoked history,
     bench edits and policy breaches."""
-    dirty = repo.git("status", "--porcelain", "--untracked-files=no")
+    dirty = repo.tracked_dirty(head)  # byte for byte against HEAD's blobs: no git status, no filter or fsmonitor runs
     if dirty:
-        raise TrialError("dirty", f"uncommitted changes ({dirty.splitlines()[0].strip()} ...): commit or stash them first")
+        raise TrialError("dirty", f"uncommitted changes ({', '.join(dirty[:3])}{' ...' if len(dirty) > 3 else ''}): "
+                                  f"commit or stash them first")
     same_judging(chain, config)
     bad = chain.first_revoked()
     if bad:
@@ -149,10 +160,10 @@ def preconditions(repo: Repo, chain: Chain, head: str, config: dict[str, str]) -
     if incumbent and head.startswith(incumbent["commit"]):
         raise TrialError("dirty", "HEAD is the incumbent: commit a change to pqkern/kernels.py first")
     if incumbent:
-        changed = [f for f in repo.git("diff", "--name-only", incumbent["commit"], head).splitlines() if f != KERNEL_PATH]
+        changed = [f for f in repo.changed_paths(incumbent["commit"], head) if f != KERNEL_PATH]
         if changed:
             raise TrialError("refused", f"the commit changes {', '.join(changed)}: only {KERNEL_PATH} may change in a trial")
-    found = violations(repo.git("show", f"{head}:{KERNEL_PATH}"))
+    found = violations(repo.kernel(head))
     if found:
         raise TrialError("refused", str(PolicyError(KERNEL_PATH, found)))
 
@@ -178,20 +189,34 @@ def asv_machine() -> str:
     return names[0] if host not in names and len(names) == 1 else host
 
 
-def record_in_asv(repo: Repo, folder: Path, bench: str, measured: Path | None = None) -> str:
-    """``asv run HEAD^!`` for the kept commit (setting up this machine for asv first if needed); ``measured``: the trial's
-    own measurement against the seed, which the benchmarks take instead of measuring again (``measured.py``)."""
+def record_in_asv(repo: Repo, folder: Path, bench: str, measured: Path | None = None, commit: str = "HEAD") -> str:
+    """``asv run <commit>^!`` for the kept commit (setting up this machine for asv first if needed); ``measured``: the
+    trial's own measurement against the seed, which the benchmarks take instead of measuring again (``measured.py``).
+    Under ``pqkern-sandbox``'s judge, asv runs with the judge's configuration (``snapshot.py``)."""
     if not (repo.root / "asv.conf.json").is_file():
         return "asv: no asv.conf.json, not recorded"
-    env = dict(os.environ, **({measured_module.ENV: str(measured)} if measured else {}))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(private_numba_cache()),  # not the tree's __pycache__ (integrity.py)
+               **({measured_module.ENV: str(measured)} if measured else {}))
+    config = ["--config", str(snapshot.asv_config_file())] if snapshot.asv_config_file() else []
     with open(folder / "asv.log", "w") as log:
         if not (Path.home() / ".asv-machine.json").is_file():
-            subprocess.run([sys.executable, "-m", "asv", "machine", "--yes"], cwd=repo.root, stdout=log,
+            subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", *config], cwd=repo.root, stdout=log,
                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-        code = subprocess.run([sys.executable, "-m", "asv", "run", "--show-stderr", "--bench", bench, "HEAD^!"],
+        code = subprocess.run([sys.executable, "-m", "asv", "run", *config, "--show-stderr", "--bench", bench, f"{commit}^!"],
                               cwd=repo.root, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
                               env=env).returncode
-    return "asv: recorded HEAD" if code == 0 else f"asv: run exited {code}, see {folder / 'asv.log'}"
+    if code == 0:
+        return "asv: recorded HEAD"
+    failed = asv_failures((folder / "asv.log").read_text(errors="replace"))
+    named = f" (failed: {', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
+    return f"asv: run exited {code}{named}, see {folder / 'asv.log'}"
+
+
+def asv_failures(log: str) -> list[str]:
+    """The benchmarks an ``asv run`` log reports as failed (a series that does not apply is n/a, not failed)."""
+    names = re.findall(r"··· (\S+)\s+(?:\d+/\d+ )?failed\s*$", log, flags=re.MULTILINE)
+    names += re.findall(r"(\S+) skipped \(setup_cache failed\)", log)
+    return list(dict.fromkeys(names))
 
 
 def _fmt(v, spec: str) -> str:
@@ -205,6 +230,7 @@ class Trial:
         self.args, self.repo, self.head, self.chain, self.config = args, repo, head, chain, config
         self.workloads = [w.partition("@")[0] for w in config["workloads"].split(",")]  # judged, by name
         self.incumbent = chain.incumbent
+        self.branch = repo.head()[0]  # the branch judged (None: a detached HEAD), the one a revert moves back
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.dir = repo.root / "trials" / f"{stamp}-{head[:10]}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -247,6 +273,8 @@ class Trial:
         except (FixtureError, ValueError) as e:
             raise TrialError("harness", str(e)) from None
         log = open(self.dir / "progress.log", "w")
+        held = cpus.current()
+        print(f"cpus: {held.describe() if held else 'none reserved'}", file=log, flush=True)
         try:
             with Match(wls, queries, time_budget=self.args.time_budget, jail=not self.args.no_jail,
                        log=lambda m: print(m, file=log, flush=True)) as match:
@@ -260,7 +288,8 @@ class Trial:
             log.close()
             cmp.queries, cmp.query_seed = queries.describe(), (f"{queries.seed:#x}" if queries.fresh else "")
             cmp.seconds = time.monotonic() - self.start
-            record = dict(cmp.to_json(), incumbent_label=self.incumbent["commit"] if self.incumbent else "seed")
+            record = dict(cmp.to_json(), incumbent_label=self.incumbent["commit"] if self.incumbent else "seed",
+                          cpus=held.to_json() if held else None)
             if self.seed_cmp:
                 record["seed_measurement"] = {k: v for k, v in self.seed_cmp.to_json().items() if k != "records"}
             (self.dir / "comparison.json").write_text(json.dumps(record) + "\n")
@@ -293,7 +322,7 @@ class Trial:
         row.update(commit=self.incumbent["commit"], status="revoked", description=f"revoked: {reason}",
                    timestamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    stop=self.cmp.stop if self.cmp else "-", trial_seconds=f"{time.monotonic() - self.start:.0f}",
-                   branch=self.repo.git("branch", "--show-current", check=False) or "-", machine=asv_machine())
+                   branch=self.repo.branch() or "-", machine=asv_machine())
         return row
 
     def row(self, status: str) -> dict:
@@ -319,7 +348,7 @@ class Trial:
                "timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "stop": "same-code" if same else (cmp.stop if cmp else "-"),
                "trial_seconds": f"{self.decided if self.decided is not None else time.monotonic() - self.start:.0f}",
-               "branch": self.repo.git("branch", "--show-current", check=False) or "-", "machine": asv_machine(),
+               "branch": self.repo.branch() or "-", "machine": asv_machine(),
                "recall_delta": _fmt(flat.get("recall_delta"), "+.4f"),
                "checked_queries": str(sum(f.get("checked_queries", 0) for f in cand.values())) if cand else "-",
                "prepare_seconds": _fmt((cmp.prepare_seconds.get("candidate", {}) if cmp else {}).get("flat"), ".3f"),
@@ -327,8 +356,7 @@ class Trial:
                "queries": ("fresh" if cmp.query_seed else "fixed") if cmp and cmp.queries else "-",
                "query_seed": cmp.query_seed if cmp and cmp.query_seed else "-", **self.config}
         prepared = cmp.prepare_seconds.get("candidate", {}) if cmp else {}
-        real = next((w for w in self.workloads if is_real(w)), REAL)  # the real_* columns hold the one judged
-        for w in (*WORKLOADS, real):
+        for w in (*WORKLOADS, REAL, REAL_IVF):  # real_*: the real descriptors' flat scan; real_ivf_*: their IVF layout
             c = column(w)
             s, lo, hi = iv[w].as_ratio() if w in iv and self.incumbent else (None, None, None)
             row.update({f"{c}_speedup": _fmt(s, ".3f"), f"{c}_speedup_lo": _fmt(lo, ".3f"), f"{c}_speedup_hi": _fmt(hi, ".3f"),
@@ -345,17 +373,36 @@ class Trial:
         if same:  # the incumbent's code: its measurement, its memory and its prepare
             for key in ("seed_speedup", "seed_speedup_lo", "seed_speedup_hi", "peak_mem_mb", "recall_at_10", "recall_delta",
                         "geomean_ns_per_query", "prepare_seconds", "flat_seed_speedup",
-                        *(f"{w}_{f}" for w in ("ivf", REAL) for f in ("seed_speedup", "prepare_seconds", "recall_at_10",
-                                                                     "recall_delta", "geomean_ns_per_query"))):
+                        *(f"{w}_{f}" for w in ("ivf", REAL, "real_ivf") for f in ("seed_speedup", "prepare_seconds",
+                                                                                 "recall_at_10", "recall_delta",
+                                                                                 "geomean_ns_per_query"))):
                 row[key] = inc.get(key, "-")
+        row.update(self.evidence(status))
         return row
+
+    def evidence(self, status: str) -> dict:
+        """The version 4 columns: how it was judged (the engine's estimand, rounds, error level, continued evidence: '-'
+        where it gives none), the kernel's syntax-tree sha256, and the sha256 of this trial's comparison.json."""
+        judged = self.cmp.to_json() if self.cmp else {}
+        try:
+            tree = hashlib.sha256(ast.dump(_tree(self.repo.kernel(self.head))).encode()).hexdigest()
+        except (SyntaxError, ValueError, GitError):
+            tree = "-"
+        comparison = self.dir / "comparison.json"
+        return {"estimand": judged.get("estimand", "-"), "rounds": str(judged.get("rounds", "-")),
+                "tree_sha": tree if status != "refused" else "-", "family_sha": judged.get("family_sha", "-"),
+                "alpha": str(judged.get("alpha", "-")), "continued": str(judged.get("prior_rounds", "-")),
+                "evidence_sha256": hashlib.sha256(comparison.read_bytes()).hexdigest() if comparison.is_file() else "-"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get(wire.ENV):  # inside pqkern-sandbox: the judge outside it runs this trial (docs/sandbox.md)
+        return wire.ask(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="pqkern-trial", description="Judge the last commit to pqkern/kernels.py: keep or revert.",
                                 epilog="exit codes: 0 keep/baseline; 1 discard (slower, not significant, below the bar); "
                                 "2 recall; 3 timeout; 4 crash; 5 refused (or another trial is running); 6 the harness could "
-                                "not run; 7 revoked (a kept incumbent failed: the verdict says how to go back)")
+                                "not run; 7 revoked (a kept incumbent failed: the verdict says how to go back); 8 tampered "
+                                "(a results.tsv row does not verify: nothing touched, stop and report)")
     p.add_argument("description", help="a short description of the change, for results.tsv")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--workload", action="append", choices=(*WORKLOADS, REAL_IVF, REAL),
@@ -370,25 +417,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--asv-bench", default=ASV_BENCH, help=f"asv benchmarks to record (regex, default {ASV_BENCH!r})")
     p.add_argument("--no-jail", action="store_true",
                    help="run workers without the operating-system jail (see docs/guarantees.md)")
+    p.add_argument("--cpus", help="the CPUs to reserve (e.g. 2,3: the judge's, then the workers'; any others held idle); "
+                                  "default: a free set of those this process may use (docs/trial.md)")
     args = p.parse_args(argv)
     try:
-        root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
-                                   check=True).stdout.strip())
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        print("verdict: error (not inside a git repository)")
+        wanted = cpus.parse(args.cpus)
+    except cpus.CpuError as e:
+        print(f"verdict: refused ({e})")
+        return EXIT["refused"]
+    try:  # git read without running it in the agent's repository (gitsafe.py)
+        repo = Repo(find_root(Path.cwd()))
+        root, head = repo.root, repo.head()[1]
+    except (GitError, OSError) as e:
+        print(f"verdict: error ({e})")
         return EXIT["harness"]
-    repo = Repo(root)
-    head = repo.git("rev-parse", "HEAD")
     try:
-        lock = TrialLock(Path(repo.git("rev-parse", "--absolute-git-dir")), head)
+        lock = TrialLock(repo.git_dir, head)
     except Busy as e:
         print(f"verdict: refused ({e})")
         return EXIT["refused"]
-    neighbours = Neighbours(root, head)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _interrupt)
-    try:
+    reservation = neighbours = None
+    try:  # machine-wide: no other trial times on these CPUs (waits, saying for whom, until a set is free)
+        reservation = cpus.reserve("pqkern-trial", root, head, wanted)
+        neighbours = Neighbours(reservation.judge)
         return _run(args, repo, head, neighbours)
+    except (cpus.CpuError, cpus.Unusable) as e:
+        print(f"verdict: {'refused' if isinstance(e, cpus.CpuError) else 'error'} ({e})")
+        return EXIT["refused" if isinstance(e, cpus.CpuError) else "harness"]
     except Interrupted as e:
         if ROW_WRITTEN:
             print(f"pqkern-trial: interrupted ({e}) after the verdict on {head[:10]} was written to results.tsv",
@@ -398,7 +455,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"run pqkern-trial again to judge it", flush=True)
         return EXIT["harness"]
     finally:
-        neighbours.close()
+        if neighbours:
+            neighbours.close()
+        if reservation:
+            reservation.release()
         lock.release()
 
 
@@ -410,6 +470,10 @@ def _run(args: argparse.Namespace, repo: Repo, head: str, neighbours: Neighbours
     results = repo.root / "results.tsv"
     trial = None
     try:
+        vouch(repo.root, repo, head)  # before anything is judged: refused (exit 5), nothing touched
+        broken = verify_results(results)  # every row a trial wrote, as it wrote it, none missing
+        if broken:
+            raise Tampered(broken)
         rows = read_rows(results)
         chain = read_chain(repo, rows, head)
         if chain.incumbent and not chain.baseline:
@@ -423,6 +487,12 @@ def _run(args: argparse.Namespace, repo: Repo, head: str, neighbours: Neighbours
         trial = Trial(args, repo, head, chain, config)
         trial.data = (data_seconds, built)
         status, reason = trial.judge()
+    except Tampered as e:
+        print(f"verdict: tampered ({e})")
+        return EXIT["tampered"]
+    except (Refused, Forged) as e:
+        print(f"verdict: refused ({e})")
+        return EXIT["refused"]
     except (ResultsError, GitError) as e:
         print(f"verdict: error ({e})")
         return EXIT["harness"]
@@ -444,12 +514,16 @@ def _finish(repo: Repo, results: Path, trial: Trial, status: str, reason: str, n
     row = trial.revoked_row(trial.cmp.reason) if status == "revoked" else trial.row(status)
     notes = []
     asv_seconds = None
+    broken = verify_results(results)  # changed while the trial ran: nothing recorded, nothing reset
+    if broken:
+        print(f"verdict: tampered ({Tampered(broken)})")
+        return EXIT["tampered"]
     if status in ("keep", "baseline") and not trial.args.no_asv:
         if trial.cmp is None:
             notes.append(f"asv: not recorded (the same code as {trial.incumbent['commit'][:10]}, whose record stands)")
         else:
             t0 = time.monotonic()
-            notes.append(record_in_asv(repo, trial.dir, trial.args.asv_bench, trial.write_seed_measurement()))
+            notes.append(record_in_asv(repo, trial.dir, trial.args.asv_bench, trial.write_seed_measurement(), trial.head))
             asv_seconds = time.monotonic() - t0
             row["asv_seconds"] = f"{asv_seconds:.0f}"
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
@@ -457,6 +531,9 @@ def _finish(repo: Repo, results: Path, trial: Trial, status: str, reason: str, n
         append_row(results, row)
         ROW_WRITTEN.append(trial.head)
         reverted = _revert(repo, trial, status)
+    except Tampered as e:
+        print(f"verdict: tampered ({e})")
+        return EXIT["tampered"]
     except ResultsError as e:
         print(f"verdict: error ({e})")
         return EXIT["harness"]
@@ -484,11 +561,8 @@ def _revert(repo: Repo, trial: Trial, status: str) -> str:
     """Reset to the incumbent after anything but a keep (or a revoke), unless that would lose work; say what was done."""
     if status in ("keep", "baseline", "revoked") or not trial.incumbent:
         return ""
-    if repo.git("rev-parse", "HEAD") == trial.head and repo.clean():
-        repo.git("reset", "--hard", trial.incumbent["commit"])
-        return f"reverted to {trial.incumbent['commit'][:10]}"
-    return (f"NOT reverted: HEAD moved or the tree changed during the trial; to revert: "
-            f"git reset --hard {trial.incumbent['commit'][:10]}")
+    # only when HEAD and every file it restores are still the candidate's; no porcelain, hook, filter or fsmonitor runs
+    return repo.reset_kernel(trial.branch, trial.incumbent["commit"], trial.head)
 
 
 def _figures(trial: Trial, row: dict, asv_seconds: float | None) -> str:

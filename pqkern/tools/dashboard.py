@@ -9,7 +9,13 @@ copied from the npm packages that ``scripts/setup.sh`` installs into
 Every run is its own line: ``publish`` passes asv a copy of ``asv.conf.json`` (written to a temporary
 file; the committed one is never changed) whose ``branches`` are the configured ones plus every
 ``autoresearch/*`` branch, local or remote-tracking (``origin/autoresearch/...``, fetched by
-``pqkern-runs gather``). asv draws one line per branch and offers them in its branch selector.
+``pqkern-runs gather``), and the checked-out branch. asv draws one line per branch and offers them in
+its branch selector. A configured branch this repository does not have (``main`` in a clone of a run's
+branch, or where git's default branch has another name) is drawn from a remote-tracking copy, or left out.
+
+asv draws a series that was skipped (n/a: it does not apply, e.g. a workload the fixture does not
+judge) and one that failed alike, as an empty cell in its list view. ``publish`` tells them apart
+from the results and writes ``n/a`` or ``failed`` there (``series_states.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from pqkern.tools import series_states
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO / "scripts" / "dashboard" / "node_modules"
@@ -91,13 +99,40 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
+def present(repo: Path, configured: list[str]) -> list[str]:
+    """The configured branches this repository has: each as a local branch, else a remote-tracking copy
+    (``origin/main``), else left out (said on stdout)."""
+    remotes = _git(repo, "for-each-ref", "--format=%(refname:short)", "refs/remotes/").split()
+    out = []
+    for name in configured:
+        if _git_ok(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}^{{commit}}"):
+            out.append(name)
+        elif any(r.partition("/")[2] == name for r in remotes):
+            out.append(next(r for r in remotes if r.partition("/")[2] == name))
+        else:
+            print(f"pqkern-dashboard: no branch {name!r} here (asv.conf.json names it): not drawn")
+    return out
+
+
+def _git_ok(repo: Path, *args: str) -> bool:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True).returncode == 0
+
+
 def run_branches(repo: Path, configured: list[str]) -> list[str]:
-    """``configured`` then every ``autoresearch/*`` branch: local ones, then remote-tracking ones that no local
-    branch of the same name already contains (a run pushed from here is drawn once)."""
+    """The configured branches this repository has, the checked-out branch, then every ``autoresearch/*`` branch:
+    local ones, then remote-tracking ones that no local branch of the same name already contains (a run pushed from
+    here is drawn once)."""
     refs = [line.split() for line in _git(repo, "for-each-ref", "--format=%(refname) %(objectname)",
                                             "refs/heads/autoresearch/", "refs/remotes/").splitlines()]
     local = {ref.removeprefix("refs/heads/"): sha for ref, sha in refs if ref.startswith("refs/heads/")}
-    out = list(configured) + sorted(b for b in local if b not in configured)
+    out = present(repo, configured)
+    current = subprocess.run(["git", "symbolic-ref", "--quiet", "--short", "HEAD"], cwd=repo, capture_output=True,
+                             text=True).stdout.strip()
+    if current and current not in out and current not in local:
+        out.append(current)
+    if not out and not local:  # a detached HEAD and no branch at all: draw HEAD's history
+        out.append("HEAD")
+    out += sorted(b for b in local if b not in out)
     for ref, sha in sorted(refs):
         remote, _, name = ref.removeprefix("refs/remotes/").partition("/")
         if not ref.startswith("refs/remotes/") or not name.startswith("autoresearch/"):
@@ -133,9 +168,13 @@ def publish(config: Path, node_modules: Path = NODE_MODULES) -> tuple[int, list[
         rc = subprocess.call([sys.executable, "-m", "asv", "publish", "--config", str(derived)], cwd=config.parent)
     if rc:
         return rc, branches
+    try:
+        marked = series_states.mark(html_dir(config), conf_path(config, "results_dir", "results"), repo, branches)
+    except ValueError as e:
+        raise DashboardError(str(e)) from None
     n = make_offline(html_dir(config), node_modules)
-    print(f"offline dashboard: {html_dir(config)}/index.html ({n} assets served locally; branches: {', '.join(branches)});"
-          " view it with: pqkern-dashboard preview")
+    print(f"offline dashboard: {html_dir(config)}/index.html ({n} assets served locally; branches: {', '.join(branches)};"
+          f" {marked} series marked n/a or failed); view it with: pqkern-dashboard preview")
     return 0, branches
 
 

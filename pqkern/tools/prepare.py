@@ -21,7 +21,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pqkern.bench.fixture import DIM, GT_K, SIFT_FILES, FixtureError, data_dir, fixture_id, load_fixture
+from pqkern.bench.fixture import (
+    DIM,
+    GT_K,
+    HELD_OUT,
+    SIFT_FILES,
+    SIFT_POOL,
+    FixtureError,
+    data_dir,
+    fixture_id,
+    held_out,
+    load_fixture,
+)
 from pqkern.bench.vecs import VecsError, read_vecs
 
 TEXMEX = "ftp://ftp.irisa.fr/local/texmex/corpus/"
@@ -43,8 +54,18 @@ def expected_files(source: str) -> dict[str, tuple[int, int]]:
             for p, n in parts.items()}
 
 
+def optional_files(source: str) -> dict[str, tuple[int, int]]:
+    """File name -> (dimension, count) of the source's optional pool of fresh queries (siftsmall's learn set)."""
+    if source not in SIFT_POOL:
+        return {}
+    part, count = SIFT_POOL[source]
+    return {f"{SIFT_FILES[source][1]}_{part}.fvecs": (DIM, count)}
+
+
 def verify(source: str, folder: Path) -> None:
-    for name, (dim, count) in expected_files(source).items():
+    """Check every expected file, and the optional ones that are there."""
+    present = {n: v for n, v in optional_files(source).items() if (folder / n).is_file()}
+    for name, (dim, count) in {**expected_files(source), **present}.items():
         try:
             read_vecs(folder / name, dim, count)
         except VecsError as e:
@@ -85,15 +106,17 @@ def download(url: str, target: Path, sha256: str | None, chunk: int = 1 << 20) -
 
 
 def extract(archive: Path, source: str, folder: Path) -> None:
-    """Extract the source's files (by name, wherever they sit in the archive) into ``folder``."""
+    """Extract the source's files (by name, wherever they sit in the archive; the optional ones when it has them) into
+    ``folder``."""
     wanted = set(expected_files(source))
+    optional = set(optional_files(source))
     folder.mkdir(parents=True, exist_ok=True)
     found = set()
     try:
         with tarfile.open(archive) as tar:
             for member in tar:
                 name = Path(member.name).name
-                if member.isfile() and name in wanted:
+                if member.isfile() and name in wanted | optional:
                     tmp = folder / (name + ".tmp")
                     with tar.extractfile(member) as src, open(tmp, "wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
@@ -108,20 +131,23 @@ def extract(archive: Path, source: str, folder: Path) -> None:
 def obtain(source: str, origin: str | None, url: str | None, sha256: str | None, data: Path) -> None:
     """Make the source's files present and verified in ``data/<folder>``."""
     folder = data / SIFT_FILES[source][0]
+    path = Path(origin).expanduser().resolve() if origin else None
+    offered = path is not None and any((path / n).is_file() and not (folder / n).is_file() for n in optional_files(source))
     try:
         verify(source, folder)
-        say(f"{source}: files present and verified in {folder}")
-        return
+        if not offered:
+            say(f"{source}: files present and verified in {folder}")
+            return
     except PrepareError:
         pass
-    if origin:
-        path = Path(origin).expanduser().resolve()
+    if path is not None:
         if path.is_dir():
             folder.mkdir(parents=True, exist_ok=True)
             for name in expected_files(source):
                 if not (path / name).is_file():
                     raise PrepareError(f"{path}: {name} not found; expected the {source} files there")
-                if (path / name).resolve() != (folder / name).resolve():
+            for name in [*expected_files(source), *optional_files(source)]:
+                if (path / name).is_file() and (path / name).resolve() != (folder / name).resolve():
                     shutil.copyfile(path / name, folder / name)
         elif path.is_file():
             extract(path, source, folder)
@@ -135,11 +161,23 @@ def obtain(source: str, origin: str | None, url: str | None, sha256: str | None,
 
 
 def fixture_cached(source: str, data: Path) -> bool:
-    cache = data / "cache" / fixture_id(source)
+    cache = data / "cache" / fixture_id(source, data=data)
     sha = cache / "codebook.sha256"
     return sha.is_file() and (cache / f"codes-{sha.read_text().strip()[:16]}.npy").is_file() and (
         cache / "queries.npy").is_file() and (source in SIFT_FILES or (cache / "groundtruth.ivecs").is_file()) and (
         source != "imagesift" or (data / "imagesift" / "imagesift.json").is_file())
+
+
+def pool_note(source: str, data: Path) -> str:
+    """Where the source's fresh queries come from, and what its codebook is trained on."""
+    name = next(iter(optional_files(source)))
+    base = SIFT_FILES[source][2]["base"]
+    if held_out(source, data):
+        return (f"{source}: no {name}: its last {HELD_OUT[source]:,} base rows are held out as the pool of fresh queries "
+                f"(fixture {fixture_id(source, data=data)}); the codebook is trained on the other "
+                f"{base - HELD_OUT[source]:,} base vectors")
+    return (f"{source}: fresh queries come from its {SIFT_POOL[source][1]:,} learn vectors ({name}); the codebook is "
+            f"trained on its {base:,} base vectors")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.origin or args.url:
             raise PrepareError(f"{args.source} data is made here: --from and --url apply to sift1m and siftsmall")
         if fixture_cached(args.source, data):
-            say(f"{args.source}: fixture already prepared in {data / 'cache' / fixture_id(args.source)}: nothing to do")
+            say(f"{args.source}: fixture already prepared in {data / 'cache' / fixture_id(args.source, data=data)}: "
+                "nothing to do")
             return 0
-        if args.source == "siftsmall":
-            say("siftsmall has no learn set: the codebook is trained on its 10,000 base vectors")
+        if args.source in SIFT_POOL:
+            say(pool_note(args.source, data))
         t = time.monotonic()
         fx = load_fixture(args.source, data=data)
         say(f"step: codebook, codes and ground truth cached ({time.monotonic() - t:.1f}s)")

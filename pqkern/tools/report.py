@@ -8,7 +8,8 @@ timeout, refused, revoked) as crosses. Older results files (versions 1 and 2) ch
 figures through the incumbent's: those are drawn as estimates (hollow diamonds), never as progress.
 Then recall as what changes (each trial's recall minus the exact ADC's on the same queries, flat and
 IVF), one line per run with its best measured keep, and the table of trials, filterable by run with
-CSS alone. No scripts, no network: it opens from disk.
+CSS alone. No scripts, no network: it opens from disk. Only rows that verify are shown (``results_tsv.py``):
+the page says how many rows were left out and why, and marks the unsealed rows of versions 1 to 3.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import jinja2
 
-from pqkern.tools.results_tsv import MISSING, ResultsFileError, Run, read_runs
+from pqkern.tools.results_tsv import MISSING, ResultsFileError, Run, read_verified_runs
 
 W, H, PAD = 900, 360, 50
 RH = 160  # the recall chart's height
@@ -29,11 +30,13 @@ COLORS = ["#1a7f37", "#2952a3", "#b35900", "#8e44ad", "#c0392b", "#16808a", "#7a
 FAILED = ("crash", "timeout", "refused", "revoked")
 KEPT = ("keep", "baseline")
 COLUMNS = ["commit", "status", "stop", "description", "seed_speedup", "speedup", "flat_speedup", "ivf_speedup", "real_speedup",
-           "recall_delta", "ivf_recall_delta", "real_recall_delta", "recall_at_10", "ivf_recall_at_10", "real_recall_at_10",
-           "prepare_seconds", "ivf_prepare_seconds", "real_prepare_seconds", "trial_seconds", "asv_seconds", "checked_queries",
-           "geomean_ns_per_query", "ivf_geomean_ns_per_query", "real_geomean_ns_per_query", "peak_mem_mb", "code_size",
-           "queries", "timestamp"]
-RECALL = {"flat": "recall_delta", "ivf": "ivf_recall_delta", "real": "real_recall_delta"}
+           "real_ivf_speedup", "recall_delta", "ivf_recall_delta", "real_recall_delta", "real_ivf_recall_delta",
+           "recall_at_10", "ivf_recall_at_10", "real_recall_at_10", "real_ivf_recall_at_10", "prepare_seconds",
+           "ivf_prepare_seconds", "real_prepare_seconds", "real_ivf_prepare_seconds", "trial_seconds", "asv_seconds",
+           "checked_queries", "geomean_ns_per_query", "ivf_geomean_ns_per_query", "real_geomean_ns_per_query",
+           "real_ivf_geomean_ns_per_query", "peak_mem_mb", "code_size", "queries", "timestamp", "sealed"]
+RECALL = {"flat": "recall_delta", "ivf": "ivf_recall_delta", "real": "real_recall_delta",
+          "real-ivf": "real_ivf_recall_delta"}
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True)
 TEMPLATE = _ENV.get_template("report.html.j2")
 
@@ -67,9 +70,9 @@ def speedups(run: Run) -> list[tuple[str, tuple[float, float, float]] | None]:
             base = g
         if r["status"] in FAILED:
             out.append(None)
-        elif s is not None and (r["status"] == "baseline" or (r["version"] == "3" and r["status"] == "keep")):
+        elif s is not None and (r["status"] == "baseline" or (r["version"] in ("3", "4") and r["status"] == "keep")):
             out.append(("measured", (s, lo or s, hi or s)))
-        elif s is not None and r["version"] != "3":
+        elif s is not None and r["version"] not in ("3", "4"):
             out.append(("estimate", (s, s, s)))
         elif r["version"] == "1" and base and g:
             out.append(("measured" if r["status"] == "baseline" else "estimate", (base / g,) * 3))
@@ -78,8 +81,8 @@ def speedups(run: Run) -> list[tuple[str, tuple[float, float, float]] | None]:
     return out
 
 
-def render(runs: list[Run], source: str = "results.tsv", peers: dict | None = None) -> str:
-    """The report page for ``runs``, with the peers table when given."""
+def render(runs: list[Run], source: str = "results.tsv", peers: dict | None = None, left_out: list[str] | None = None) -> str:
+    """The report page for ``runs``, with the peers table when given, and why rows were left out (``left_out``)."""
     series = [speedups(run) for run in runs]
     values = [v for ys in series for kv in ys if kv for v in kv[1]]
     top = max(values + [1.0]) * 1.1
@@ -132,7 +135,8 @@ def render(runs: list[Run], source: str = "results.tsv", peers: dict | None = No
     header = ["run", *[h for h in COLUMNS if h in present or h in ("commit", "status", "description")]]
     return TEMPLATE.render(runs=summaries, charts=charts, table=table, header=header, yticks=yticks, rticks=rticks,
                            trials=len(table), kept=sum(s["kept"] for s in summaries), source=source, one_y=y(1.0),
-                           zero_y=ry(0.0), W=W, H=H, RH=RH, PAD=PAD, peers=peers, interval=_interval)
+                           zero_y=ry(0.0), W=W, H=H, RH=RH, PAD=PAD, peers=peers, interval=_interval,
+                           left_out=left_out or [], unsealed=sum(t["row"].get("sealed", "yes") != "yes" for t in table))
 
 
 def _interval(row: dict, key: str) -> str:
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pqkern-report: {', '.join(missing)} not found: run pqkern-trial (or pqkern-runs gather) first", file=sys.stderr)
         return 1
     try:
-        runs = read_runs(files, args.runs)
+        runs, left_out = read_verified_runs(files, args.runs)
     except (ResultsFileError, UnicodeDecodeError) as e:
         print(f"pqkern-report: {e}", file=sys.stderr)
         return 1
@@ -165,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     peers = json.loads(Path(args.peers).read_text()) if Path(args.peers).is_file() else None
-    out.write_text(render(runs, ", ".join(map(str, files + args.runs)), peers), encoding="utf-8")
+    for note in left_out:
+        print(f"pqkern-report: {note}", file=sys.stderr)
+    out.write_text(render(runs, ", ".join(map(str, files + args.runs)), peers, left_out), encoding="utf-8")
     print(f"report: {out.resolve()} ({len(runs)} run{'s' if len(runs) != 1 else ''})")
     return 0
 

@@ -2,7 +2,9 @@
 
 ``pqkern-runs push`` pushes the current ``autoresearch/*`` branch and commits this machine's asv results
 (``.asv/results/<machine>/*.json`` and ``benchmarks.json``) and ``results.tsv`` (one file per run,
-``runs/<machine>/<branch>.tsv``) onto the results-only branch ``pqkern-results/<machine>``, built with git
+``runs/<machine>/<branch>.tsv``; a version 4 file whole, under the current branch: its rows are sealed in a chain
+under the machine's judge key, and verify only whole, and only on that machine: the report leaves out, and says
+so, the rows it cannot verify) onto the results-only branch ``pqkern-results/<machine>``, built with git
 plumbing (a temporary index and ``git commit-tree``: the working tree, the index and HEAD are untouched),
 and pushes it. ``pqkern-runs gather`` fetches every ``autoresearch/*`` and ``pqkern-results/*`` branch,
 copies the results into ``.asv/results/<machine>/`` and the run files into ``trials/runs/``, then publishes

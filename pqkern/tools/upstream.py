@@ -5,7 +5,7 @@ bench's paired engine (``pqkern/bench/paired.py``, fresh queries, a fixed number
 fixture it can find (the synthetic set, ``imagesift`` when its packages are installed, ``siftsmall`` and
 ``sift1m`` when their files are), on both workloads, at k = 10 and k = 100, with the kernel's
 ``prepare`` time; the size curve (``size_curve.py``: flat scans of 1k to 1M rows, synthetic beside real
-descriptors, and siftsmall beside the synthetic set at 10,000 rows); the kept steps that led to the
+descriptors, and siftsmall beside the synthetic set at its own size); the kept steps that led to the
 commit (``results.tsv``), each marked when its gain is below ``CODEGEN_STEP``, the size of step this
 machine's code generation alone can fake; and, on the same fixtures and IVF layout, the kernel and the
 seed beside Lance's own IVF_PQ search and FAISS's IndexIVFPQ (``pqkern/tools/peers.py``). It writes one
@@ -24,12 +24,13 @@ from pathlib import Path
 
 from pqkern.bench import datasets, imagesift
 from pqkern.bench.fixture import FixtureError, load_fixture, sift_available
-from pqkern.bench.history import Repo, read_chain
+from pqkern.bench.history import GitError, Repo, read_chain
 from pqkern.bench.paired import SEED_KERNEL, compare
 from pqkern.bench.policy import violations
-from pqkern.bench.results import ResultsError, read_rows
+from pqkern.bench.results import ResultsError
 from pqkern.tools import size_curve
 from pqkern.tools.report import _ENV
+from pqkern.tools.results_tsv import ResultsFileError, parse_verified
 
 KS = (10, 100)
 SOURCES = ("synthetic", "imagesift", "siftsmall", "sift1m")
@@ -108,14 +109,22 @@ def peers(fx, source: str, kernel_file: Path, queries: int, log) -> tuple[list[d
 
 def kept_steps(root: Path, sha: str, results: Path) -> tuple[list[dict], str]:
     """The kept steps from the baseline to ``sha`` in ``results`` (oldest first), each marked when its gain over its
-    incumbent is below ``CODEGEN_STEP``; or why there are none."""
+    incumbent is below ``CODEGEN_STEP``; or why there are none. Only rows that verify count (``results_tsv.py``); the
+    second value also says which were left out, or that an older file's rows carry no seal."""
     try:
-        rows = read_rows(results)
-    except ResultsError as e:
+        rows, note = parse_verified(results.read_text(encoding="utf-8"), results) if results.is_file() else ([], "")
+    except (ResultsError, ResultsFileError, UnicodeDecodeError) as e:
         return [], f"kept steps: {e}"
-    chain = read_chain(Repo(root), rows, sha)
+    if rows and rows[0]["sealed"] != "yes":
+        note = (f"{results} is of version {rows[0]['version']}: its rows carry no seal, nothing proves a trial wrote "
+                f"the kept steps below")
+    note = f"kept steps: {note}" if note else ""
+    try:
+        chain = read_chain(Repo(root), rows, sha)
+    except GitError as e:
+        return [], f"kept steps: {e}"
     if not chain.kept:
-        return [], f"kept steps: {results} has no kept commit in the history of {sha[:10]}"
+        return [], f"kept steps: {results} has no kept commit (that verifies) in the history of {sha[:10]}"
     steps = []
     for row in reversed(chain.kept):
         try:
@@ -126,15 +135,15 @@ def kept_steps(root: Path, sha: str, results: Path) -> tuple[list[dict], str]:
                       "stop": row["stop"], "speedup": row["speedup"], "lo": row["speedup_lo"], "hi": row["speedup_hi"],
                       "flat": row["flat_speedup"], "ivf": row["ivf_speedup"], "seed": row["seed_speedup"],
                       "small": gain is not None and row["stop"] == "faster" and gain < CODEGEN_STEP})
-    return steps, ""
+    return steps, note
 
 
 def curves(fixtures: dict, kernel: str, rounds: int, log) -> tuple[list[dict], list[str]]:
-    """The size curve of every fixture measured (synthetic with its first 10,000 rows too, beside siftsmall)."""
+    """The size curve of every fixture measured (synthetic with as many first rows as siftsmall's base too, beside it)."""
     rows, missing = [], []
     for source, fx in fixtures.items():
         log(f"{fx.fixture_id}: size curve, paired against the seed ({rounds} rounds)")
-        extra = (size_curve.SIFTSMALL_ROWS,) if source == "synthetic" and "siftsmall" in fixtures else ()
+        extra = (fixtures["siftsmall"].num_base,) if source == "synthetic" and "siftsmall" in fixtures else ()
         got, problem = size_curve.measure(fx, source, kernel, rounds, extra)
         rows += got
         if problem:
