@@ -18,8 +18,9 @@ NOT_FASTER = ("simpler", "same-code")  # keep stops that do not reset the simple
 
 
 def column(workload: str) -> str:
-    """The results.tsv column prefix of a workload: a real one (``real``, ``real-ivf``) is in the ``real_*`` columns."""
-    return "real" if workload.partition("@")[0] in ("real", "real-ivf") else workload
+    """The results.tsv column prefix of a workload (version 4): ``flat``, ``ivf``, ``real`` (the real descriptors' flat
+    scan) or ``real_ivf`` (their IVF layout); ``@N`` ignored."""
+    return workload.partition("@")[0].replace("-", "_")
 
 
 class GitError(RuntimeError):
