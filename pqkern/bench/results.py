@@ -29,7 +29,12 @@ HEADER = HEADER_V2 + ["flat_speedup_lo", "flat_speedup_hi", "ivf_speedup_lo", "i
                       "ivf_prepare_seconds", "asv_seconds", "code_size", "queries", "query_seed", "real_speedup",
                       "real_speedup_lo", "real_speedup_hi", "real_seed_speedup", "real_recall_at_10", "real_recall_delta",
                       "real_geomean_ns_per_query", "real_prepare_seconds", "fixture_id", "workloads", "jail"]
-HEADERS = {3: HEADER, 2: HEADER_V2, 1: HEADER_V1}
+HEADER_V3 = HEADER
+HEADER = HEADER_V3 + ["real_ivf_speedup", "real_ivf_speedup_lo", "real_ivf_speedup_hi", "real_ivf_seed_speedup",
+                      "real_ivf_recall_at_10", "real_ivf_recall_delta", "real_ivf_geomean_ns_per_query",
+                      "real_ivf_prepare_seconds", "estimand", "rounds", "tree_sha", "family_sha", "alpha", "continued",
+                      "evidence_sha256", "seal", "incumbent", "trial"]
+HEADERS = {4: HEADER, 3: HEADER_V3, 2: HEADER_V2, 1: HEADER_V1}
 STATUSES = ("baseline", "keep", "discard", "crash", "timeout", "refused", "revoked")
 
 
@@ -68,7 +73,7 @@ def append_row(path: Path, row: dict) -> None:
         old = version(header)
         if old is None:
             raise ResultsError(f"{path}: unexpected header; move the file aside (rows are never rewritten)")
-        if old < 3:
+        if old < 4:
             raise ResultsError(f"{path} was written by an older pqkern-trial (version {old}, {len(header)} columns): move "
                                f"it aside, e.g. to results-v{old}.tsv (pqkern-report reads every version), and start a "
                                f"new branch (program.md, Setup)")
