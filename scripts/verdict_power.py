@@ -27,6 +27,9 @@ per call and return the last result, so the work, on both workloads, is exactly 
   ivf4-only-extra
                 the same on the IVF partitions only (20/1000 against 0): a few % faster on ivf and real-ivf, flat
                 unchanged
+  gated-prune   tests/kernels/legit/gated_pruned.py: the unrolled scan against itself with pruning switched on above
+                131,072 rows (only the flat scan prunes); judged on the real flat scan it must not be kept on the
+                strength of the synthetic one (compare with `-- --workload flat --workload ivf --workload real-ivf`)
   heavy10, heavy5, heavy20, heavy50
                 the seed against the row-major scan of ``tests/kernels/heavy_tail.py``, which on the flat scan searches
                 one query in 10 (5, 20, 50), chosen by its values, 16 (5, 32, 80) times: faster on nine queries in ten,
@@ -61,6 +64,7 @@ from scratch import SEED, TESTS, Outcome, branch, clone, commit, git, start_load
 
 FAST = TESTS / "legit" / "pruned_unrolled.py"
 HEAVY = TESTS / "heavy_tail.py"
+GATED = TESTS / "legit" / "gated_pruned.py"
 REPEAT = '''
 
 def search(index, query, k):
@@ -140,6 +144,8 @@ def scenarios(seed: str, fast: str) -> dict[str, tuple[str, str]]:
            "ivf4-only-extra": (extra(seed, 0, "incumbent", 20), extra(seed, 0, "candidate")),
            # less work on the flat scan only
            "flat5-only-extra": (extra(seed, 55, "incumbent", 0), extra(seed, 0, "candidate"))}
+    gated = GATED.read_text()
+    out["gated-prune"] = (gated.replace("GATE = 131072\n", "GATE = 1 << 62\n"), gated)
     for rate, reps in ((10, 16), (5, 5), (20, 32), (50, 80)):
         out[f"heavy{rate}"] = (seed, heavy_tail(rate, reps))
     for what in ("dead-branch", "dead-function", "padding"):
