@@ -50,6 +50,8 @@ def decide(intervals: dict[str, Interval], workloads: list[str],
     is decided, a margin is not: go on, bounded, and :func:`confirm` at the end) or discard. ``simpler_margin`` (per
     workload, log) for a simpler candidate with margin left."""
     comb = intervals["combined"]
+    if comb.lo > MIN_GAIN and all(intervals[w].lo > MAX_LOSS for w in workloads):
+        return "keep", "faster"
     if simpler_margin:
         lost, open_ = _margins(intervals, workloads, simpler_margin)
         if lost:
