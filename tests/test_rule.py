@@ -57,7 +57,7 @@ def test_stops_name_what_was_decided_and_what_was_not():
     assert rule.decide(noisy, WORKLOADS) == ("confirm", "faster")  # the combined gain is decided, the margins are not
     assert rule.at_cap(noisy, WORKLOADS).startswith("cap:")
     assert rule.confirm(noisy, WORKLOADS)[1].startswith("cap:")
-    assert "not shown to be within its margin" in rule.explain(rule.at_cap(noisy, WORKLOADS))
+    assert "not shown to be within" in rule.explain(rule.at_cap(noisy, WORKLOADS))
     undecided = throughput.intervals(_rounds(rng, 30, dict.fromkeys(WORKLOADS, 1.01), noise=0.08))
     assert rule.at_cap(undecided, WORKLOADS) == "cap"
     small = throughput.intervals(_rounds(rng, 300, dict.fromkeys(WORKLOADS, 1.005), noise=0.005))

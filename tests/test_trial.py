@@ -391,6 +391,7 @@ def test_stops_at_the_cap_name_what_stayed_undecided():
                "real-ivf": _iv(ln(0.995), 0.025)}  # the case: real-ivf's lower bound 0.970
     assert rule.at_cap(decided, ["real", "ivf", "real-ivf"]) == "cap:real-ivf"
     assert "real-ivf not shown to be within its margin" in rule.explain("cap:real-ivf")
+    assert "ivf and real-ivf not shown to be within their margin" in rule.explain("cap:ivf+real-ivf")
     assert "below the 1% bar" in rule.explain("below-bar") and "undecided" in rule.explain("cap")
 
 

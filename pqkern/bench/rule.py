@@ -103,8 +103,9 @@ def explain(stop: str) -> str:
     if stop.startswith("loss:"):
         return f"slower on {stop[5:]}: 99% confident of a throughput loss above its margin ({loss} for a faster candidate)"
     if stop.startswith("cap:"):
-        return (f"undecided at the cap: faster overall, but {stop[4:].replace('+', ' and ')} not shown to be within "
-                f"its margin ({loss} slower at most)")
+        what = stop[4:].split("+")
+        return (f"undecided at the cap: {' and '.join(what)} not shown to be within {'its' if len(what) == 1 else 'their'} "
+                f"margin ({loss} slower at most for a faster candidate)")
     return {
         "faster": f"faster: 99% confident of a throughput gain above {gain} with no workload slower by {loss}",
         "simpler": "simpler: a smaller syntax tree, and 99% confident no workload lost more than the margin left",
