@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import DEMO, KERNELS, commit_all, scratch_repo, small_fixture_env
 
-from pqkern.bench import rule, sequential
+from pqkern.bench import rule, throughput
 from pqkern.bench.exactness import CHECKED_ANSWERS
 from pqkern.bench.paired import PAIRS
 from pqkern.bench.results import HEADER
@@ -363,8 +363,8 @@ def test_a_trial_in_another_worktree_is_named_in_the_verdict(candidate_repo, tmp
 # ---------------------------------------------------------------- the rule itself
 
 
-def _iv(mean: float, half: float) -> sequential.Interval:
-    return sequential.Interval(mean, mean - half, mean + half, 50, 0.1)
+def _iv(mean: float, half: float) -> throughput.Interval:
+    return throughput.Interval(mean, mean - half, mean + half, 50, 0.1)
 
 
 def test_keep_rule_decides_on_the_combined_gain_and_each_workload():

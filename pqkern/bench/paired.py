@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import affinity, budget, recall, rule, sequential, throughput
+from pqkern.bench import affinity, budget, recall, rule, throughput
 from pqkern.bench.datasets import is_real
 from pqkern.bench.fixture import FixtureError
 from pqkern.bench.queries import QuerySet, draw_seed, fixed_queries, fresh_queries, parse_seed, rng, warm_vectors
@@ -131,7 +131,7 @@ class Comparison:
     decision: str  # keep, discard, measured, crash, timeout, harness, or incumbent (the incumbent failed)
     stop: str  # faster, simpler, slower, within, below-bar, loss:<workload>, cap, measured, or the failure's stage
     reason: str
-    intervals: dict[str, sequential.Interval]  # throughput, per workload and "combined" (throughput.py)
+    intervals: dict[str, throughput.Interval]  # throughput, per workload and "combined" (throughput.py)
     candidate: dict[str, dict] = field(default_factory=dict)
     incumbent: dict[str, dict] = field(default_factory=dict)
     prepare_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -486,13 +486,13 @@ def summary(cmp: Comparison) -> str:
     return "\n".join(lines + [f"{w}: {ratio_text(iv)}" for w, iv in cmp.intervals.items()])
 
 
-def ratio_text(iv: sequential.Interval) -> str:
+def ratio_text(iv: throughput.Interval) -> str:
     """A speed-up and its 99% interval as the verdict and the progress lines print it: ``1.043x [1.021, 1.066]``."""
     s, lo, hi = iv.as_ratio()
     return f"{s:.3f}x [{lo:.3f}, {hi:.3f}]"
 
 
-def _half_width(iv: sequential.Interval) -> float:
+def _half_width(iv: throughput.Interval) -> float:
     return (iv.hi - iv.lo) / 2
 
 

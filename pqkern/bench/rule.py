@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 
-from pqkern.bench.sequential import Interval
+from pqkern.bench.throughput import Interval
 
 MIN_GAIN = math.log(1.01)
 MAX_LOSS = math.log(0.98)

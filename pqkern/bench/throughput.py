@@ -32,14 +32,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-
-from pqkern.bench.sequential import Interval
+from dataclasses import dataclass
 
 ALPHA = 0.01  # two-sided: each interval is a 99% confidence sequence
 ROUNDS_TARGET = 150  # the sequence is tightest around this many rounds (the decision's cap and the check's end)
 MIN_ROUNDS = 20  # no decision before this many rounds
 PRIOR_ROUNDS = 10  # pseudo-rounds of the variance prior
 PRIOR_SD = 0.05  # their spread: a paired round's noise on a quiet 2-vCPU machine (scripts/pair_noise.py)
+
+Round = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A log speed-up estimate with its confidence-sequence bounds (> 0: the candidate is faster)."""
+
+    mean: float
+    lo: float
+    hi: float
+    rounds: int
+    sd: float  # of the rounds' influence values
+
+    @property
+    def speedup(self) -> float:
+        return math.exp(self.mean)
+
+    def as_ratio(self) -> tuple[float, float, float]:
+        """``(speed-up, low, high)`` as ratios (> 1 means the candidate is faster)."""
+        return math.exp(self.mean), math.exp(self.lo), math.exp(self.hi)
+
 
 Round = tuple[float, float]  # (incumbent's summed CPU ns, candidate's) over one round's queries of one workload
 
