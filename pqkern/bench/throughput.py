@@ -40,8 +40,6 @@ MIN_ROUNDS = 20  # no decision before this many rounds
 PRIOR_ROUNDS = 10  # pseudo-rounds of the variance prior
 PRIOR_SD = 0.05  # their spread: a paired round's noise on a quiet 2-vCPU machine (scripts/pair_noise.py)
 
-Round = tuple[float, float]
-
 
 @dataclass(frozen=True)
 class Interval:
