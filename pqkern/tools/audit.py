@@ -75,8 +75,10 @@ def chain_of(clone: Path, branch: str, base: str | None, repo: Path) -> list[dic
     for sha in commits:
         source = git(clone, "show", f"{sha}:{KERNEL}") + "\n"
         if source != last:
-            out.append({"commit": sha, "subject": git(clone, "log", "-1", "--format=%s", sha), "source": source})
+            out.append({"commit": sha, "subject": git(clone, "log", "-1", "--format=%s", sha), "source": source,
+                        "same_kernel": []})
             last = source
+        out[-1]["same_kernel"].append(sha)  # a row recorded on a later commit of the same kernel counts for it
     return out
 
 
@@ -223,7 +225,7 @@ def verdicts(chain: list[dict], judged: list[dict], recorded: dict[str, dict], r
     """One verdict per kernel: agrees, differs, not reproducible, or never judged."""
     out = []
     for k, j in zip(chain, judged, strict=True):
-        row = recorded.get(k["commit"][:12])
+        row = next((recorded[c[:12]] for c in k.get("same_kernel", [k["commit"]]) if c[:12] in recorded), None)
         line = {"commit": k["commit"], "subject": k["subject"], **j}
         notes = []
         if j.get("problem"):
