@@ -29,8 +29,6 @@ except ImportError:  # outside asv
         """asv_runner's skip, for use outside asv."""
 
 REPO = Path(__file__).resolve().parent.parent
-ROUNDS = 50  # per workload: 50 flat and 100 IVF queries, fresh for every run (pqkern/bench/queries.py)
-WORKLOADS = ("flat", "ivf")
 RETIRED = ("bench_kernel.py's series recorded the median of per-query log ratios; this bench measures throughput, "
            "recorded by bench_throughput.py (docs/asv.md)")
 
@@ -88,8 +86,8 @@ def measure_throughput() -> dict:
         print(f"pqkern: measuring again: {proc.stderr.strip()[-500:]}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "paired.json"
-        cmd = [sys.executable, "-m", "pqkern.bench.paired", "--candidate", str(kernel), "--mode", "measure",
-               "--rounds", str(ROUNDS), "--result-json", str(out)]
+        cmd = [sys.executable, "-m", "pqkern.bench.paired", "--candidate", str(kernel), "--seed-measurement",
+               "--result-json", str(out)]  # as the trial measures a keep: until +-2%, fresh queries
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         if not out.is_file():
             raise RuntimeError(f"the paired run wrote no result (exit {proc.returncode}): {proc.stderr[-3000:]}")

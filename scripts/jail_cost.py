@@ -12,14 +12,13 @@ start-up steps: the ``jail`` step is the set-up cost of entering it.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import datasets, sequential
+from pqkern.bench import datasets, throughput
 from pqkern.bench.queries import fixed_queries, warm_vectors
 from pqkern.bench.session import KernelProcess
 from pqkern.bench.workloads import K, make
@@ -49,15 +48,15 @@ def main() -> int:
             cpu = {}
             for jailed in ((True, False) if rng.random() < 0.5 else (False, True)):
                 cpu[jailed] = workers[jailed].search(wl.name, *wl.request(np.array([qi]))).cpu_ns[0]
-            ratios.append(math.log(cpu[True] / cpu[False]))
+            ratios.append((float(cpu[True]), float(cpu[False])))
         steps = {jailed: dict(w.setup.steps_ns) for jailed, w in workers.items()}
     finally:
         for w in workers.values():
             w.close()
-    iv = sequential.interval(ratios)
+    iv = throughput.intervals({"w": ratios})["w"]
     est, lo, hi = iv.as_ratio()
     print(f"{fx.fixture_id}, {wl.name}, {len(ratios)} queries, {args.kernel.name}")
-    print(f"jailed / unjailed CPU time per query: {est:.4f} [{lo:.4f}, {hi:.4f}] (99% confidence sequence)")
+    print(f"jailed / unjailed CPU time over the same queries: {est:.4f} [{lo:.4f}, {hi:.4f}] (99% confidence sequence)")
     for jailed, s in steps.items():
         print(f"  {'jailed  ' if jailed else 'unjailed'} start-up steps (s): " +
               ", ".join(f"{k} {v / 1e9:.3f}" for k, v in s.items()))

@@ -22,9 +22,19 @@ per call and return the last result, so the work, on both workloads, is exactly 
                 against 33): about 5% and 3% of the work, at the seed's speed, for the 1M fixture
   faster3-even-extra
                 33/1000 on the flat scan and 12/1000 on the IVF partitions against 0: about 3% on every workload
+  flat5-only-extra
+                55/1000 on the flat scan only against 0: about 5% faster on the flat scan, the IVF layouts unchanged
   ivf4-only-extra
                 the same on the IVF partitions only (20/1000 against 0): a few % faster on ivf and real-ivf, flat
-                unchanged (for the single-workload keep path, ``--paired-arg=--single-workload``)
+                unchanged
+  gated-prune   tests/kernels/legit/gated_pruned.py: the unrolled scan against itself with pruning switched on above
+                131,072 rows (only the flat scan prunes); judged on the real flat scan it must not be kept on the
+                strength of the synthetic one (compare with `-- --workload flat --workload ivf --workload real-ivf`)
+  heavy10, heavy5, heavy20, heavy50
+                the seed against the row-major scan of ``tests/kernels/heavy_tail.py``, which on the flat scan searches
+                one query in 10 (5, 20, 50), chosen by its values, 16 (5, 32, 80) times: faster on nine queries in ten,
+                about half the seed's throughput; must never be kept (run them without --decide-only: a keep is
+                confirmed on the check's hundreds of queries)
 
     scripts/verdict_power.py --trials 20 [--scenario aa --scenario dead-branch ...] [--load] [--decide-only] [--workdir DIR]
 
@@ -53,6 +63,8 @@ import numpy as np
 from scratch import SEED, TESTS, Outcome, branch, clone, commit, git, start_load, trial
 
 FAST = TESTS / "legit" / "pruned_unrolled.py"
+HEAVY = TESTS / "heavy_tail.py"
+GATED = TESTS / "legit" / "gated_pruned.py"
 REPEAT = '''
 
 def search(index, query, k):
@@ -97,6 +109,11 @@ def extra(seed: str, permille: int, tag: str, partitions: int | None = None) -> 
     return seed[: seed.index("\ndef search(")] + body.replace("PERMILLE", str(permille)) + f"\nVARIANT = {tag!r}\n"
 
 
+def heavy_tail(rate: int, reps: int) -> str:
+    """The row-major scan that searches one flat query in ``rate`` ``reps`` times (tests/kernels/heavy_tail.py)."""
+    return HEAVY.read_text().replace("RATE = 3\n", f"RATE = {rate}\n").replace("REPS = 16\n", f"REPS = {reps}\n")
+
+
 def codegen(fast: str, what: str) -> str:
     """The fast kernel with code that never runs: ``dead-branch``, ``dead-function`` or ``padding``."""
     if what == "dead-branch":
@@ -124,7 +141,13 @@ def scenarios(seed: str, fast: str) -> dict[str, tuple[str, str]]:
            # about 3% less work on every workload (a smaller share on the partitions, where each call's extra costs more)
            "faster3-even-extra": (extra(seed, 33, "incumbent", 12), extra(seed, 0, "candidate")),
            # less work on the IVF partitions only (both IVF workloads), the flat scan the same
-           "ivf4-only-extra": (extra(seed, 0, "incumbent", 20), extra(seed, 0, "candidate"))}
+           "ivf4-only-extra": (extra(seed, 0, "incumbent", 20), extra(seed, 0, "candidate")),
+           # less work on the flat scan only
+           "flat5-only-extra": (extra(seed, 55, "incumbent", 0), extra(seed, 0, "candidate"))}
+    gated = GATED.read_text()
+    out["gated-prune"] = (gated.replace("GATE = 131072\n", "GATE = 1 << 62\n"), gated)
+    for rate, reps in ((10, 16), (5, 5), (20, 32), (50, 80)):
+        out[f"heavy{rate}"] = (seed, heavy_tail(rate, reps))
     for what in ("dead-branch", "dead-function", "padding"):
         out[what] = (fast, codegen(fast, what))
     return out
@@ -170,7 +193,7 @@ def main() -> int:
                     "change, to compare before and after in one run")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--paired-arg", action="append", help="with --decide-only: passed to the paired engine, e.g. "
-                    "--paired-arg=--single-workload (the second keep path under measurement)")
+                    "--paired-arg=--cap-rounds=150")
     ap.add_argument("trial_args", nargs="*", help="passed to pqkern-trial (after --)")
     args = ap.parse_args()
     repo = clone(args.workdir, "verdict-power-", args.revision)
@@ -189,7 +212,7 @@ def main() -> int:
                 base = trial(repo, "baseline", args.trial_args, cpu)
                 print(f"{name} baseline: exit {base.code} {base.seconds:.0f}s {base.verdict}", flush=True)
             kept, decisions, times = 0, {}, []
-            estimates: dict[str, list[float]] = {"speedup": [], "flat": [], "ivf": [], "real-ivf": [], "real": []}
+            estimates: dict[str, list[float]] = {"speedup": [], "flat": [], "real": [], "ivf": [], "real-ivf": []}
             for i in range(args.trials):
                 commit(repo, candidate_src + f"\nTRY = {i}\n", f"{name} {i}")
                 t = (decide(repo, incumbent_src, cpu, args.paired_arg) if args.decide_only

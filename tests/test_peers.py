@@ -26,7 +26,7 @@ def test_peers_agree_with_the_reference_adc(data_dir, tmp_path):
         assert rows[name]["agreement"] == 1.0, name  # the same ADC on the same codes
         assert rows[name]["recall_at_10"] == rows["kernels.py"]["recall_at_10"], name
     for name in ("floor: one pass over the codes", "floor: 16 table reads per row"):
-        assert rows[name]["median_ns"] > 0 and "recall_at_10" not in rows[name]
+        assert rows[name]["mean_ns"] > 0 and "recall_at_10" not in rows[name]
     assert "faiss IndexPQ" in p.stdout and "x kernel" in p.stdout
 
 
@@ -43,7 +43,7 @@ def test_ivf_peers_agree_with_the_ivf_oracle(data_dir, tmp_path):
     for name, row in rows.items():
         assert row["agreement"] == 1.0, name  # the same residual ADC over the same probed partitions
         assert abs(row["recall_at_10"] - oracle["recall_at_10"]) <= 0.01, name
-        assert row["median_ns"] > 0
+        assert row["mean_ns"] > 0
     assert table["lance_auto_nprobes"]["min"] >= 1
     assert "faiss IndexIVFPQ" in p.stdout and "Auto" in p.stdout
 

@@ -170,4 +170,4 @@ def test_a_branch_is_judged_the_way_its_baseline_was(repo):
         assert f"this trial would judge with {what}" in s["verdict"] and "start a new branch" in s["verdict"]
         assert s["head"] == candidate and (path / "results.tsv").read_text() == rows  # nothing touched, no row
     baseline = next(r for r in s["rows"] if r["status"] == "baseline")
-    assert baseline["workloads"] == "flat,ivf,real-ivf@20000" and baseline["jail"] == "on"
+    assert baseline["workloads"] == "real@20000,ivf,real-ivf@20000" and baseline["jail"] == "on"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from pqkern.bench.sequential import Interval
+from pqkern.bench.throughput import Interval
 
 
 def recorded(row: dict) -> tuple[float, float, float] | None:

@@ -30,7 +30,7 @@ from pqkern.bench import ivf
 from pqkern.bench.fixture import SYNTHETIC_SIZES, Fixture, FixtureError, load_fixture, prepared, save_npy
 
 REAL = "real"  # the real descriptors, a flat scan
-REAL_IVF = "real-ivf"  # the real descriptors in Lance's IVF_PQ layout: the trial's third workload
+REAL_IVF = "real-ivf"  # the real descriptors in Lance's IVF_PQ layout
 REAL_WORKLOADS = (REAL, REAL_IVF)
 REAL_SOURCE = "imagesift"
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from pqkern.bench.fixture import default_source
 
     source = args.source or default_source()
-    workloads = args.workload or (["flat", "ivf", REAL_IVF] if source in SYNTHETIC_SIZES else ["flat", "ivf"])
+    workloads = args.workload or (["flat", "ivf", REAL, REAL_IVF] if source in SYNTHETIC_SIZES else ["flat", "ivf"])
     start = time.monotonic()
     try:
         ensure(source, workloads)

@@ -12,17 +12,19 @@ other kernel left in the shared caches, each kernel's working set is as warm as 
 call left it. Per query, ``x = ln(cpu_first / cpu_second)``, where each CPU time is what the
 operating system accounted to that worker's process for the request, read by the judge
 (``session.py``): nothing a worker reports decides anything, and time spent descheduled on a
-shared machine is not the kernel's. The round's observation per workload is the mean ``x`` of its
-queries. Shared noise (another process on the core, frequency changes) hits both kernels of a
-pair alike and cancels.
+shared machine is not the kernel's. The round's observation per workload is the two kernels' summed
+CPU time over its queries, and every speed-up is a throughput ratio (``throughput.py``): the sum of
+the incumbent's times over the candidate's. Shared noise (another process on the core, frequency
+changes) hits both kernels of a pair alike and largely cancels.
 
 Every result is checked at once (``workloads.py``: types, ids, distances against the reference
 ADC) and, later, against the exact ADC top-k (:meth:`Match.settle`, which also measures recall).
 Nothing heavy runs on the judge's side while kernels are being timed for a decision.
 
-``decide`` stops as soon as the confidence sequences (``sequential.py``) settle the keep rule
-(``rule.py``); ``measure`` runs a fixed number of rounds and only reports (the baseline, asv, the
-upstream page, the seed measurement of a keep). Who failed decides what a failure means: the
+``decide`` stops as soon as the confidence sequences (``throughput.py``) settle the keep rule
+(``rule.py``); ``measure`` runs a fixed number of rounds, or until the combined interval is as narrow
+as asked (``until``), and only reports (the baseline, asv, the upstream page, the seed measurement of
+a keep). Who failed decides what a failure means: the
 candidate's is a crash (or timeout); the incumbent's is reported as ``incumbent`` (the trial
 revokes its keep); the frozen seed's is the harness's.
 """
@@ -41,23 +43,26 @@ from pathlib import Path
 
 import numpy as np
 
-from pqkern.bench import affinity, budget, recall, rule, sequential
+from pqkern.bench import affinity, budget, recall, rule, throughput
 from pqkern.bench.datasets import is_real
 from pqkern.bench.fixture import FixtureError
 from pqkern.bench.queries import QuerySet, draw_seed, fixed_queries, fresh_queries, parse_seed, rng, warm_vectors
 from pqkern.bench.session import Block, KernelProcess, WorkerFailure
 from pqkern.bench.worker import ContractError
-from pqkern.bench.workloads import WORKLOADS, Checked, K, Workload, judged, make, real_unavailable
+from pqkern.bench.workloads import WORKLOADS, Checked, K, Workload, judged, make, parse, real_unavailable
 
 POOL = 2000  # query-set rows for one comparison's rounds
-# Query pairs per workload per round, each timed query led by an untimed one. An IVF query is the noisiest (its probed
-# partitions are cold for whichever kernel searches them first) and costs about a third of a flat one at 1M: two pairs.
-PAIRS = {"flat": 1, "ivf": 2}
-# An untimed call on another fresh query before each timed call brings that kernel's working set (its code, its tables,
-# the codebook, the flat codes) back to where its own last call left it, whatever the other kernel left in the shared
-# caches: a kernel that evicts them at the end of each call slows only itself. Its result is checked like any other,
-# and it looks like any other query to the kernel (each query is a request of its own).
-WARM_CALLS = {"flat": True, "ivf": True}
+# Timed query pairs per workload per round. Two of each: a round's summed time is then less noisy, and a flat query of
+# the real descriptors (595k rows) costs about two IVF queries.
+PAIRS = {"flat": 2, "ivf": 2}
+# On the IVF layouts an untimed call on another fresh query before each timed call brings that kernel's working set
+# (its code, its tables, the codebook) back to where its own last call left it, whatever the other kernel left in the
+# shared caches: a kernel that evicts them at the end of each call slows only itself. Its result is checked like any
+# other, and it looks like any other query to the kernel (each query is a request of its own). A flat scan streams
+# megabytes of codes from memory whatever the caches hold: its timed calls run back to back instead, closer in time,
+# which halves a flat pair's cost and the noise of a machine whose state changes between the two calls
+# (scripts/pair_noise.py).
+WARM_CALLS = {"flat": False, "ivf": True}
 # Paired timing stops undecided after this many rounds, or this long, whichever comes first. At 1M, quiet, a round
 # takes about 80 ms at the seed's speed; a 3% gain is decided in about 30 rounds (40 for nine in ten), a nil change ends
 # `within` after about 100 (narrowing the interval to +-1%) or at the cap. Counted in rounds, the cap gives the same
@@ -65,6 +70,13 @@ WARM_CALLS = {"flat": True, "ivf": True}
 # gains may then end undecided (measured: scripts/verdict_power.py, scripts/pair_noise.py).
 CAP_ROUNDS = 120
 CAP_SECONDS = 20.0
+# A candidate whose combined gain is decided while a workload's margin is not goes on until this many rounds in all (the
+# trial's check: exactness.CHECKED_ANSWERS answers at ten a round), and is judged again on the narrower intervals.
+CONFIRM_ROUNDS = 208
+# A measurement against the frozen seed (a keep's vs_seed, a baseline, asv): at least ``min_rounds``, then until the
+# combined interval is within +-2% (half-width, log), at most ``rounds``: scans are there in about 30 rounds, kernels whose
+# cost depends on the query (pruning) later.
+SEED_MEASUREMENT = {"min_rounds": 30, "rounds": 150, "until": math.log(1.02)}
 TOLERANCE = 0.01
 RECALL_SAMPLE = 250  # rows per workload on which absolute recall is measured (ground truth: a BLAS scan per fresh query)
 SEED_KERNEL = Path(__file__).resolve().parent / "seed_kernel.py"
@@ -101,10 +113,13 @@ class KernelFigures:
         return joined.rows, joined.ids, joined.ref
 
     def summary(self, wl: Workload) -> dict:
-        """Timed figures (geomean wall and CPU ns over the timed queries) and recall over every checked result."""
+        """Timed figures (geomean wall and CPU ns, the CPU time's p50 and p99 and its sum over the timed queries) and recall
+        over every checked result."""
         rows, found, _ = self.results()
+        p50, p99 = (np.percentile(self.cpu_ns, [50, 99]).round().astype(int).tolist() if self.cpu_ns else (None, None))
         return {"queries": len(self.wall_ns), "checked_queries": int(rows.size),
                 "geomean_ns_per_query": _geomean(self.wall_ns), "geomean_cpu_ns_per_query": _geomean(self.cpu_ns),
+                "p50_ns": p50, "p99_ns": p99, "cpu_ns_total": int(sum(self.cpu_ns)),
                 "max_rel_error": max((c.worst for c in self.checked), default=0.0),
                 **recall.figures(wl, rows, found, RECALL_SAMPLE if wl.queries.fresh else None)}
 
@@ -116,7 +131,7 @@ class Comparison:
     decision: str  # keep, discard, measured, crash, timeout, harness, or incumbent (the incumbent failed)
     stop: str  # faster, simpler, slower, within, below-bar, loss:<workload>, cap, measured, or the failure's stage
     reason: str
-    intervals: dict[str, sequential.Interval]  # per workload and "combined"
+    intervals: dict[str, throughput.Interval]  # throughput, per workload and "combined" (throughput.py)
     candidate: dict[str, dict] = field(default_factory=dict)
     incumbent: dict[str, dict] = field(default_factory=dict)
     prepare_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -130,10 +145,14 @@ class Comparison:
     query_seed: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
     records: list[dict] = field(default_factory=list)
+    rounds_data: dict[str, list[list[int]]] = field(default_factory=dict)  # per workload, each round's (first, second) CPU ns
+    alpha: float = throughput.ALPHA
+    prior_rounds: int = 0  # rounds continued from an earlier trial's evidence (retry.py), counted in ``rounds``
 
     def to_json(self) -> dict:
-        return {"decision": self.decision, "stop": self.stop, "reason": self.reason, "rounds": self.rounds,
-                "check_rounds": self.check_rounds,
+        return {"estimand": "throughput", "decision": self.decision, "stop": self.stop, "reason": self.reason,
+                "rounds": self.rounds, "check_rounds": self.check_rounds, "alpha": self.alpha,
+                "prior_rounds": self.prior_rounds, "rounds_data": self.rounds_data,
                 "contract_problem": self.contract_problem, "seconds": round(self.seconds, 3), "queries": self.queries,
                 "query_seed": self.query_seed, "timings": {k: round(v, 3) for k, v in self.timings.items()},
                 "intervals": {w: dict(zip(("speedup", "lo", "hi"), iv.as_ratio(), strict=True), rounds=iv.rounds, sd=iv.sd)
@@ -229,7 +248,11 @@ class Match:
 
     def rounds_in(self, rows: np.ndarray) -> int:
         """How many rounds ``rows`` hold."""
-        return min(len(rows) // (self.pairs[wl.kind] * (1 + self.warm_calls[wl.kind])) for wl in self.wls.values())
+        return len(rows) // self.rows_per_round()
+
+    def rows_per_round(self) -> int:
+        """The query-set rows a round takes (the workload that takes most: each workload reads the same rows)."""
+        return max(self.pairs[wl.kind] * (1 + self.warm_calls[wl.kind]) for wl in self.wls.values())
 
     def search(self, label: str, w: str, warm_row: int | None, row: int) -> tuple[Block, Block | None]:
         """One timed query of ``label``'s kernel, led by an untimed one on ``warm_row`` (each a request of its own, the
@@ -266,55 +289,73 @@ class Match:
 
     def _rounds(self, first: str, second: str, rows: np.ndarray, cmp: Comparison, *, mode: str = "decide",
                 rounds: int | None = None, cap_seconds: float = CAP_SECONDS, cap_rounds: int = CAP_ROUNDS,
-                simpler_margin: dict[str, float] | None = None, after_round=None, single_workload: bool = False) -> None:
-        """``pair``'s rounds: ``mode`` decide or measure, at most ``rounds``, ``cap_rounds`` and ``cap_seconds`` for a
-        decision, and ``after_round(t)`` called after each round; ``single_workload``: the second keep path under
-        measurement (``rule.single_workload``), checked before any discard."""
+                simpler_margin: dict[str, float] | None = None, after_round=None, until: float | None = None,
+                min_rounds: int = throughput.MIN_ROUNDS) -> None:
+        """``pair``'s rounds, appended to ``cmp.rounds_data`` (which may hold an earlier trial's rounds of the same
+        comparison, ``retry.py``, or this run's earlier phase): ``mode`` decide (``rule.decide`` after every round from
+        ``min_rounds`` on, until decided or ``cap_rounds`` / ``cap_seconds`` more rounds) or measure (at most ``rounds``
+        more; with ``until``, stop once the combined interval's half-width is at most ``until``, log, after
+        ``min_rounds``); ``after_round(t)`` is called after each round."""
         names = list(self.wls)
-        coin = self.coin
-        per_round: dict[str, list[float]] = {w: [] for w in names}
-        combined: list[float] = []
+        data = cmp.rounds_data
+        for w in names:
+            data.setdefault(w, [])
+        done = min(len(data[w]) for w in names)
         max_rounds = self.rounds_in(rows) if rounds is None else min(self.rounds_in(rows), rounds)
         start = time.monotonic()
         cmp.decision, cmp.stop = ("measured", "measured") if mode == "measure" else ("discard", "cap")
+        if mode == "decide" and self._decided(cmp, names, simpler_margin, done, min_rounds):
+            return
         for t in range(max_rounds):
             for w in names:
-                xs = [self._pair(w, first, second, warm_row, row, coin, t) for warm_row, row in self.calls(w, t, rows)]
-                per_round[w].append(float(np.mean(xs)))
-            combined.append(float(np.mean([per_round[w][-1] for w in names])))
-            cmp.intervals = {w: sequential.interval(per_round[w]) for w in names}
-            cmp.intervals["combined"] = sequential.interval(combined)
-            cmp.rounds = t + 1
+                sums = [0, 0]
+                for warm_row, row in self.calls(w, t, rows):
+                    a, b = self._pair(w, first, second, warm_row, row, self.coin, done + t)
+                    sums[0], sums[1] = sums[0] + a, sums[1] + b
+                data[w].append(sums)
+            cmp.intervals = throughput.intervals(data, cmp.alpha)
+            cmp.rounds = done + t + 1
             if (t + 1) % 25 == 0:
                 self.log(_progress(cmp))
             if after_round:
                 after_round(t)
-            if mode == "decide" and t + 1 >= sequential.MIN_ROUNDS:
-                outcome = rule.decide(cmp.intervals, names, simpler_margin)
-                if single_workload and (outcome is None or outcome[0] == "discard") and len(names) > 1:
-                    corrected = {w: sequential.interval(per_round[w], sequential.ALPHA / len(names)) for w in names}
-                    outcome = rule.single_workload(corrected, cmp.intervals, names) or outcome
-                if outcome:
-                    cmp.decision, cmp.stop = outcome
+            if mode == "measure":
+                if until is not None and cmp.rounds >= min_rounds and _half_width(cmp.intervals["combined"]) <= until:
                     return
-                if t + 1 >= cap_rounds or time.monotonic() - start > cap_seconds:
-                    break
+                continue
+            if self._decided(cmp, names, simpler_margin, cmp.rounds, min_rounds):
+                return
+            if t + 1 >= cap_rounds or time.monotonic() - start > cap_seconds:
+                break
         if mode == "decide":
-            cmp.stop = rule.at_cap(cmp.intervals)
+            cmp.stop = rule.at_cap(cmp.intervals, names, simpler_margin)
 
-    def _pair(self, w: str, first: str, second: str, warm_row: int | None, row: int, coin, t: int) -> float:
-        """One query searched by both kernels back to back, in a random order, then every result checked."""
+    @staticmethod
+    def _decided(cmp: Comparison, names: list[str], simpler_margin, rounds: int, min_rounds: int) -> bool:
+        """Apply the keep rule to ``cmp``'s intervals once ``min_rounds`` are in; True (decision and stop set) when it
+        decides."""
+        if rounds < min_rounds:
+            return False
+        if not cmp.intervals:
+            cmp.intervals = throughput.intervals(cmp.rounds_data, cmp.alpha)
+        outcome = rule.decide(cmp.intervals, names, simpler_margin)
+        if outcome:
+            cmp.decision, cmp.stop = outcome
+        return outcome is not None
+
+    def _pair(self, w: str, first: str, second: str, warm_row: int | None, row: int, coin, t: int) -> tuple[int, int]:
+        """One query searched by both kernels back to back, in a random order, then every result checked: the two
+        kernels' CPU ns, ``first``'s then ``second``'s."""
         labels = (first, second) if coin.random() < 0.5 else (second, first)
         blocks, warms = {}, {}
         for label in labels:
             blocks[label], warms[label] = self.search(label, w, warm_row, row)
         for label in labels:  # after both searched: the judge's work never sits between two timed calls of a pair
             self.check(label, w, warm_row, row, blocks[label], warms[label])
-        a, b = blocks[first], blocks[second]
         self.records.append({"round": t, "workload": w, "query": int(row), "first": labels[0],
                              **{f"{label}_{clock}_ns": int(getattr(blocks[label], f"{clock}_ns")[0])
                                 for label in (first, second) for clock in ("cpu", "wall")}})
-        return math.log(max(int(a.cpu_ns[0]), 1) / max(int(b.cpu_ns[0]), 1))
+        return max(int(blocks[first].cpu_ns[0]), 1), max(int(blocks[second].cpu_ns[0]), 1)
 
     def settle(self, labels: list[str]) -> None:
         """Check every result of these kernels against the exact ADC top-k (computed once per query, bounded by the
@@ -390,12 +431,15 @@ def query_set(fx, count: int, query_seed: int | None = None, fixed: bool = False
 
 def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[str] | tuple[str, ...] = WORKLOADS, *,
             mode: str = "decide", rounds: int | None = None, cap_seconds: float = CAP_SECONDS,
-            cap_rounds: int = CAP_ROUNDS, single_workload: bool = False, time_budget: float = 600.0,
-            query_seed: int | None = None, fixed: bool = False, jail: bool = True, threads: int = 1, k: int = K,
-            pairs: dict[str, int] | None = None, warm_calls: dict[str, bool] | None = None, log=None) -> Comparison:
+            cap_rounds: int = CAP_ROUNDS, until: float | None = None, min_rounds: int = throughput.MIN_ROUNDS,
+            confirm_rounds: int = CONFIRM_ROUNDS, time_budget: float = 600.0, query_seed: int | None = None,
+            fixed: bool = False, jail: bool = True, threads: int = 1, k: int = K, pairs: dict[str, int] | None = None,
+            warm_calls: dict[str, bool] | None = None, log=None) -> Comparison:
     """Compare two kernel sources on ``fx`` (see the module docstring): one pair of rounds, settled; never raises for a
-    kernel's failure. Fresh queries unless ``fixed``. The workloads' data must be built (``datasets.extend``): the
-    judge only loads it."""
+    kernel's failure. Fresh queries unless ``fixed``. In decide mode a candidate whose combined gain is decided while a
+    workload's margin is not (``confirm``) goes on for up to ``confirm_rounds`` rounds in all, and the rule is applied
+    again (``rule.confirm``), as the trial does through its check. The workloads' data must be built
+    (``datasets.extend``): the judge only loads it."""
     start = time.monotonic()
     queries = query_set(fx, POOL, query_seed, fixed)
     cmp = Comparison("measured", "measured", "", {})
@@ -413,7 +457,13 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
                 match.ready(label, cmp)
             cmp.timings["start-up"] = time.monotonic() - start
             match.pair("incumbent", "candidate", rows, cmp, mode=mode, rounds=rounds, cap_seconds=cap_seconds,
-                       cap_rounds=cap_rounds, single_workload=single_workload)
+                       cap_rounds=cap_rounds, until=until, min_rounds=min_rounds)
+            if mode == "decide" and cmp.decision == "confirm":
+                stop = cmp.stop
+                match.pair("incumbent", "candidate", rows[cmp.rounds * match.rows_per_round():], cmp, mode="measure",
+                           rounds=max(0, confirm_rounds - cmp.rounds))
+                cmp.decision, cmp.stop = rule.confirm(cmp.intervals, list(wls))
+                cmp.stop = stop if cmp.decision == "keep" else cmp.stop
             cmp.timings["paired"] = time.monotonic() - start - cmp.timings["start-up"]
             for label in ("incumbent", "candidate"):
                 match.finish(label, cmp)
@@ -436,10 +486,14 @@ def summary(cmp: Comparison) -> str:
     return "\n".join(lines + [f"{w}: {ratio_text(iv)}" for w, iv in cmp.intervals.items()])
 
 
-def ratio_text(iv: sequential.Interval) -> str:
+def ratio_text(iv: throughput.Interval) -> str:
     """A speed-up and its 99% interval as the verdict and the progress lines print it: ``1.043x [1.021, 1.066]``."""
     s, lo, hi = iv.as_ratio()
     return f"{s:.3f}x [{lo:.3f}, {hi:.3f}]"
+
+
+def _half_width(iv: throughput.Interval) -> float:
+    return (iv.hi - iv.lo) / 2
 
 
 def _progress(cmp: Comparison) -> str:
@@ -465,27 +519,31 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: the working tree's pqkern/kernels.py)")
     p.add_argument("--incumbent", default="seed", help="kernel to compare with: 'seed' (the frozen seed, default), a file, "
                    "or a git revision such as HEAD (its pqkern/kernels.py)")
-    p.add_argument("--workload", action="append", help="workload(s): flat, ivf, real-ivf, real or flat@N (default: the "
-                   "trial's: flat and ivf, and real-ivf beside a synthetic fixture when the imagesift fixture can be loaded)")
+    p.add_argument("--workload", action="append", help="workload(s), repeatable or comma-separated: flat, ivf, real, "
+                   "real-ivf or flat@N (default: the trial's: real, ivf and real-ivf beside a synthetic fixture, flat and ivf "
+                   "on a real one)")
     p.add_argument("--mode", choices=("decide", "measure"), default="measure")
     p.add_argument("--rounds", type=int, help="at most this many rounds (measure: exactly, if the pool allows)")
+    p.add_argument("--seed-measurement", action="store_true", help="measure as the trial measures a keep against the "
+                   f"frozen seed: {SEED_MEASUREMENT['min_rounds']} rounds at least, then until the combined interval is "
+                   f"within +-2%%, {SEED_MEASUREMENT['rounds']} at most")
     p.add_argument("--query-seed", help="replay the fresh queries of a recorded run (its query_seed); default: new ones")
     p.add_argument("--fixed-queries", action="store_true", help="the fixture's own queries instead of fresh ones")
     p.add_argument("--source", help="fixture source (default: the runner's default)")
     p.add_argument("--cap-seconds", type=float, default=CAP_SECONDS)
     p.add_argument("--cap-rounds", type=int, default=CAP_ROUNDS)
-    p.add_argument("--single-workload", action="store_true", help="also keep a gain of 3%% on one workload alone (at a "
-                   "level corrected for the workloads' chances, none slower by 1%%): under measurement, not the trial's rule")
     p.add_argument("--k", type=int, default=K, help=f"neighbours per query (default {K})")
     p.add_argument("--pairs", type=int, nargs=2, metavar=("FLAT", "IVF"), help=f"query pairs per round (default {PAIRS})")
     p.add_argument("--warm-calls", choices=("default", "none", "both"), default="default",
                    help=f"an untimed call before each timed one (default {WARM_CALLS})")
     p.add_argument("--no-jail", action="store_true")
+    p.add_argument("--cpus", help="the CPUs to reserve, as pqkern-trial --cpus (default: a free set; under a trial, the "
+                   "trial's)")
     p.add_argument("--result-json", help="write the comparison here")
     p.add_argument("--summary", action="store_true", help="print only the decision and one labelled line per workload "
                    "(estimate and 99%% interval of the candidate's speed-up over the incumbent) instead of the JSON")
     args = p.parse_args(argv)
-    from pqkern.bench import datasets
+    from pqkern.bench import cpus
     from pqkern.bench.fixture import load_fixture
     from pqkern.bench.policy import PolicyError, violations
 
@@ -500,20 +558,34 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, FixtureError) as e:
         print(f"paired: {e}", file=sys.stderr)
         return 1
-    workloads = tuple(args.workload or judged(fx.source))
+    try:  # no two timings share a CPU: the screen waits for a free set like a trial (cpus.py)
+        reservation = cpus.reserve("python -m pqkern.bench.paired", Path.cwd(), wanted=cpus.parse(args.cpus))
+    except (cpus.CpuError, cpus.Unusable) as e:
+        print(f"paired: {e}", file=sys.stderr)
+        return 1
+    with reservation:
+        return _judge(args, fx, sources, seed)
+
+
+def _judge(args: argparse.Namespace, fx, sources: dict[str, str], seed: int | None) -> int:
+    """``main``'s comparison, under its CPU reservation: build what is missing, compare, print, write."""
+    from pqkern.bench import datasets
+
+    workloads = tuple(w for spec in args.workload or [] for w in spec.split(",") if w) or judged(fx.source)
     why = real_unavailable(fx) if not args.workload and any(is_real(w) for w in workloads) else ""
     if why:
         print(f"paired: without the real-descriptor workload: {why}", file=sys.stderr)
         workloads = WORKLOADS
     try:
+        for w in workloads:
+            parse(w)
         datasets.extend(fx, workloads)  # built once (progress on stderr), before anything is judged
-    except FixtureError as e:
+    except (FixtureError, ValueError) as e:
         print(f"paired: {e}", file=sys.stderr)
         return 1
-    cmp = compare(fx, sources["incumbent"], sources["candidate"], workloads, mode=args.mode,
-                  rounds=args.rounds, cap_seconds=args.cap_seconds, cap_rounds=args.cap_rounds,
-                  single_workload=args.single_workload, query_seed=seed,
-                  fixed=args.fixed_queries,
+    how = dict(SEED_MEASUREMENT, mode="measure") if args.seed_measurement else {"mode": args.mode, "rounds": args.rounds}
+    cmp = compare(fx, sources["incumbent"], sources["candidate"], workloads, **how,
+                  cap_seconds=args.cap_seconds, cap_rounds=args.cap_rounds, query_seed=seed, fixed=args.fixed_queries,
                   jail=not args.no_jail, k=args.k, pairs=dict(zip(WORKLOADS, args.pairs, strict=True)) if args.pairs else None,
                   warm_calls=None if args.warm_calls == "default" else dict.fromkeys(WORKLOADS, args.warm_calls == "both"),
                   log=lambda m: print(m, file=sys.stderr, flush=True))

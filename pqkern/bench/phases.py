@@ -1,19 +1,23 @@
-"""A trial's phases, in order (immutable bench): start-up, the decision, and before a keep the check and the seed.
+"""A trial's phases, in order (immutable bench): start-up, the decision, the check and its confirmation, the seed.
 
 1. **Start-up.** The incumbent's and the candidate's workers start together, in a random order,
    identically (``session.py``): neither can tell which it is. ``prepare`` is budgeted.
 2. **Decision.** Paired rounds of the incumbent against the candidate (``paired.py``) until the
-   keep rule (``rule.py``) decides or the cap is reached; a baseline measures ``BASELINE_ROUNDS``
-   rounds against the frozen seed.
-3. **Check (a keep or a baseline).** The same rounds go on, with no pause and the same partner,
-   until the trial's rounds hold ``exactness.CHECKED_ANSWERS`` answers of each kernel: every answer
-   of both kernels is checked against the exact ADC top-k (``exactness.py``). A discard's results
-   are checked the same way, after its rounds.
+   keep rule (``rule.py``) decides or the cap is reached. A retried candidate (the same syntax tree
+   judged against the same incumbent before, ``retry.py``) starts from that trial's rounds: its
+   sequence goes on. A baseline measures against the frozen seed (``paired.SEED_MEASUREMENT``).
+3. **Check and confirmation (a keep, a ``confirm``, a baseline).** The same rounds go on, with no
+   pause and the same partner, until this trial's rounds hold ``exactness.CHECKED_ANSWERS`` answers of
+   each kernel: every answer of both kernels is checked against the exact ADC top-k
+   (``exactness.py``). Then the rule is applied again on the intervals over every round
+   (``rule.confirm``): hundreds of queries more, so a kernel kept on a few lucky rounds, or whose
+   combined gain was decided while a workload's margin was not, is kept only if the rule still keeps
+   it. A discard's results are checked the same way, after its rounds.
 4. **Against the seed (a keep).** The frozen seed's worker, started during the check (on the judge's
-   CPU; after it when the judge has no CPU of its own), is paired
-   with the candidate's for ``SEED_ROUNDS`` rounds: the candidate's ``vs_seed``. It must agree with
-   the incumbent's recorded ``vs_seed`` times the decision's ``speedup`` (``chain.py``), or the
-   candidate is not kept.
+   CPU; after it when the judge has no CPU of its own), is paired with the candidate's until its
+   combined interval is within +-2% (``paired.SEED_MEASUREMENT``): the candidate's ``vs_seed``. It
+   must agree with the incumbent's recorded ``vs_seed`` times the decision's ``speedup``
+   (``chain.py``), or the candidate is not kept.
 
 Recall: every workload's recall@10 at or above ``RECALL_FLOOR`` and within ``RECALL_BAND`` (or one
 query) of the exact ADC's on the same queries.
@@ -23,17 +27,18 @@ from __future__ import annotations
 
 import time
 
-from pqkern.bench import affinity, chain, exactness, rule
-from pqkern.bench.paired import POOL, SEED_KERNEL, Comparison, Match, rows_per_round
+from pqkern.bench import affinity, chain, exactness, rule, throughput
+from pqkern.bench.paired import CONFIRM_ROUNDS, SEED_KERNEL, SEED_MEASUREMENT, Comparison, Match, rows_per_round
 
 RECALL_BAND = 0.005
 RECALL_FLOOR = 0.50
-BASELINE_ROUNDS = 100
-# The direct measurement of a keep against the frozen seed: as many rounds as asv's own measurement of a commit
-# (benchmarks/common.py), which it then records instead of measuring again (measured.py).
-SEED_ROUNDS = 50
-# Query-set rows of each phase (a round takes an untimed and a timed query per pair, on every workload).
-POOLS = {"decide": POOL, "check": rows_per_round() * exactness.CHECK_ROUNDS, "seed": rows_per_round() * SEED_ROUNDS}
+
+
+def pools(cap_rounds: int) -> dict[str, int]:
+    """Query-set rows of each phase: the decision's cap, the check's rounds and the seed measurement's, each a round's
+    rows (an untimed and a timed query per IVF pair, two timed queries on a flat scan)."""
+    per = rows_per_round()
+    return {"decide": per * cap_rounds, "check": per * CONFIRM_ROUNDS, "seed": per * SEED_MEASUREMENT["rounds"]}
 
 
 def below_floor(figures: dict) -> str:
@@ -66,37 +71,61 @@ def problem(cmp: Comparison) -> tuple[str, str] | None:
     return None
 
 
+def decided_already(cmp: Comparison, names: list[str], margin: dict | None) -> tuple[str, str] | None:
+    """``(status, reason)`` when the rounds a retry continues (``retry.py``) already decide a discard: nothing new to
+    run. A continued comparison that was on its way to a keep goes on (``run``)."""
+    if not cmp.prior_rounds:
+        return None
+    cmp.intervals = throughput.intervals(cmp.rounds_data, cmp.alpha)
+    outcome = rule.decide(cmp.intervals, names, margin)
+    if not outcome or outcome[0] != "discard":
+        return None
+    cmp.decision, cmp.stop = outcome
+    cmp.reason = rule.explain(cmp.stop)
+    return cmp.decision, cmp.reason
+
+
 def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: str, margin: dict | None,
         trial) -> tuple[str, str]:
-    """Every phase of one trial (``trial``: a ``trial.Trial``, for its incumbent row, cap and seed comparison);
-    returns ``(status, reason)``. Raises ``paired.Failed`` for a kernel's failure."""
+    """Every phase of one trial (``trial``: a ``trial.Trial``, for its incumbent row, cap and seed comparison; ``cmp``
+    may already hold a continued comparison's rounds); returns ``(status, reason)``. Raises ``paired.Failed`` for a
+    kernel's failure."""
     t0 = time.monotonic()
     baseline = trial.incumbent is None
+    names = list(match.wls)
     match.start_all({"incumbent": incumbent, "candidate": candidate})
     for label in match.started:  # in the random order they were started: neither waits for the other by its role
         match.ready(label, cmp, enforce_budget=label == "candidate")
     cmp.timings["start-up"] = time.monotonic() - t0
     t0 = time.monotonic()
-    match.pair("incumbent", "candidate", rows["decide"], cmp, mode="measure" if baseline else "decide",
-               rounds=BASELINE_ROUNDS if baseline else None, cap_seconds=trial.args.cap_seconds, cap_rounds=trial.args.cap_rounds,
-               simpler_margin=margin)
+    if baseline:
+        match.pair("incumbent", "candidate", rows["decide"], cmp, **SEED_MEASUREMENT, mode="measure")
+    else:
+        match.pair("incumbent", "candidate", rows["decide"], cmp, mode="decide", cap_seconds=trial.args.cap_seconds,
+                   cap_rounds=trial.args.cap_rounds, simpler_margin=margin)
     cmp.timings["paired"] = time.monotonic() - t0
     decision, stop = cmp.decision, cmp.stop
-    keep = baseline or decision == "keep"
-    if keep:
+    go_on = baseline or decision in ("keep", "confirm")
+    if go_on:
         t0 = time.monotonic()
-        check = Comparison("measured", "measured", "", {})
         if not baseline and match.cpus[0] is not None:  # it starts up during the check, on the judge's CPU
             match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
             affinity.hold(match.workers["seed"].proc.pid, match.cpus[0])
-        exactness.carry_on(match, "incumbent", "candidate", rows["check"], check, cmp.rounds, log=match.log)
+        before = cmp.rounds
+        exactness.carry_on(match, "incumbent", "candidate", rows["check"], cmp, cmp.rounds - cmp.prior_rounds,
+                           log=match.log)
+        cmp.check_rounds = cmp.rounds - before
         if not baseline and "seed" not in match.workers:  # one CPU: after the rounds (exactness.carry_on says why)
             match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
         cmp.timings["exactness"] = time.monotonic() - t0
-        cmp.check_rounds = check.rounds
-    cmp.decision, cmp.stop = decision, stop
+        if not baseline:  # the rule again, on every round: the keep must hold on the narrower intervals
+            final = rule.confirm(cmp.intervals, names, margin)
+            decision, stop = final if final[0] == "discard" else ("keep", stop)
+            match.log(f"confirmation after {cmp.rounds} rounds: {decision} ({stop})")
+    cmp.decision, cmp.stop = ("measured", "measured") if baseline else (decision, stop)
     t0 = time.monotonic()
     match.finish("incumbent", cmp)
+    keep = baseline or decision == "keep"
     if baseline or not keep:
         match.finish("candidate", cmp)
     match.settle(["incumbent", "candidate"])
@@ -113,7 +142,7 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
     t0 = time.monotonic()
     trial.seed_cmp = seed = Comparison("measured", "measured", "", {})
     match.ready("seed", seed)
-    match.pair("seed", "candidate", rows["seed"], seed, mode="measure", rounds=SEED_ROUNDS)
+    match.pair("seed", "candidate", rows["seed"], seed, **SEED_MEASUREMENT, mode="measure")
     match.finish("seed", seed)
     match.finish("candidate", cmp)
     match.settle(["seed", "candidate"])

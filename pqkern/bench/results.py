@@ -17,7 +17,8 @@ Versions (each header extends the one before; missing values are ``-``):
    their flat scan, and the unprefixed flat columns are ``-`` when flat was not judged), the
    estimand, the rounds, the kernel's syntax-tree sha256 (docstrings removed), the kernel
    family's, the error level, whether the trial continued earlier evidence, the sha256 of the
-   trial folder's ``comparison.json``, and ``seal``: HMAC-SHA256 under the judge's key
+   trial folder's ``comparison.json``, the incumbent it was judged against (its commit, or
+   ``seed``), the trial folder's name, and ``seal``: HMAC-SHA256 under the judge's key
    (``seal.py``) over a fixed prefix, the previous row's seal and this row's values, so each row
    vouches for every row before it.
 
@@ -53,7 +54,7 @@ REAL_IVF_COLUMNS = ["real_ivf_speedup", "real_ivf_speedup_lo", "real_ivf_speedup
                     "real_ivf_recall_at_10", "real_ivf_recall_delta", "real_ivf_geomean_ns_per_query",
                     "real_ivf_prepare_seconds"]
 HEADER = HEADER_V3 + REAL_IVF_COLUMNS + ["estimand", "rounds", "tree_sha", "family_sha", "alpha", "continued",
-                                         "evidence_sha256", "seal"]
+                                         "evidence_sha256", "incumbent", "trial", "seal"]
 HEADERS = {4: HEADER, 3: HEADER_V3, 2: HEADER_V2, 1: HEADER_V1}
 STATUSES = ("baseline", "keep", "discard", "crash", "timeout", "refused", "revoked")
 PREFIX = b"pqkern results.tsv version 4\n"

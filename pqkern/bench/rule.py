@@ -1,6 +1,6 @@
-"""The keep rule (immutable bench): what the paired intervals (``sequential.py``) must show for a keep, and each stop.
+"""The keep rule (immutable bench): what the throughput intervals (``throughput.py``) must show, and each stop's name.
 
-All figures are log speed-ups of the candidate over the incumbent (> 0: faster), 99% intervals.
+All figures are log throughput ratios of the candidate over the incumbent (> 0: faster), 99% intervals.
 
 - ``faster`` (keep): the combined (geometric mean over the workloads) gain is above ``MIN_GAIN`` and
   no workload is slower by more than ``MAX_LOSS``;
@@ -8,86 +8,111 @@ All figures are log speed-ups of the candidate over the incumbent (> 0: faster),
   no workload is slower by more than its remaining margin. Between two faster keeps the simpler
   keeps of a branch may lose at most ``SIMPLER_MARGIN`` in all, per workload, counted at each
   keep's 99% bound, so a chain of them can never drift slower than that;
+- ``confirm`` (go on): the combined gain is decided (above ``MIN_GAIN``) but a workload's margin is
+  not: the rounds go on, through the check's rounds (``phases.py``), and the rule is applied again at
+  their end (:func:`confirm`);
 - ``slower`` / ``loss:<workload>`` (discard): confidently slower overall, or one workload confidently
   slower than ``MAX_LOSS`` (than its margin, for a simpler candidate);
 - ``within`` (discard): confidently below ``MIN_GAIN``, not confidently faster at all;
-- ``below-bar`` (discard): confidently faster, but not confidently by ``MIN_GAIN`` (at the cap, or once
-  the interval lies between 0 and ``MIN_GAIN``);
-- ``cap`` (discard): still undecided when the time, round or query cap is reached.
+- ``below-bar`` (discard): confidently faster, and confidently not by ``MIN_GAIN``;
+- ``cap`` / ``cap:<what>`` (discard): still undecided when the round or time cap is reached, naming
+  what stayed undecided: ``cap`` alone when the combined gain is, ``cap:<w>[+<w>...]`` when the
+  combined gain was decided and those workloads' margins were not.
 
-Under measurement, not used by the trial: ``single_workload``, a second keep path for a gain on
-one workload only (``python -m pqkern.bench.paired --single-workload``, ``scripts/verdict_power.py``).
+A keep is decided twice: once by :func:`decide` during the rounds (``keep`` or ``confirm``), and
+once by :func:`confirm` on the intervals at the end of the check's rounds, hundreds of queries
+later; only a candidate the rule still keeps then is kept. Nothing kept on a few lucky rounds
+survives a tail its later queries show.
 """
 
 from __future__ import annotations
 
 import math
 
-from pqkern.bench.sequential import Interval
+from pqkern.bench.throughput import Interval
 
 MIN_GAIN = math.log(1.01)
 MAX_LOSS = math.log(0.98)
 SIMPLER_MARGIN = -math.log(0.98)  # per workload, between two faster keeps
 MIN_SIMPLER_MARGIN = math.log(1.002)  # below this the margin is spent: a simpler candidate is judged as any other
-SINGLE_GAIN = math.log(1.03)  # the single-workload path: one workload faster by this, at the corrected level,
-SINGLE_LOSS = math.log(0.99)  # and every workload confidently slower by less than this
+
+
+def _margins(intervals: dict[str, Interval], workloads: list[str], margin: dict[str, float]) -> tuple[list[str], list[str]]:
+    """``(workloads confidently slower than their margin, workloads whose margin is undecided)``."""
+    lost = [w for w in workloads if intervals[w].hi < -margin[w]]
+    open_ = [w for w in workloads if w not in lost and not intervals[w].lo > -margin[w]]
+    return lost, open_
 
 
 def decide(intervals: dict[str, Interval], workloads: list[str],
            simpler_margin: dict[str, float] | None = None) -> tuple[str, str] | None:
-    """``(decision, stop)`` on the current intervals, or None to go on; ``simpler_margin`` (per workload, log) for a
-    simpler candidate with margin left."""
+    """``(decision, stop)`` on the current intervals, or None to go on; ``decision`` is keep, confirm (the combined gain
+    is decided, a margin is not: go on, bounded, and :func:`confirm` at the end) or discard. ``simpler_margin`` (per
+    workload, log) for a simpler candidate with margin left."""
     comb = intervals["combined"]
     if comb.lo > MIN_GAIN and all(intervals[w].lo > MAX_LOSS for w in workloads):
         return "keep", "faster"
     if simpler_margin:
-        if all(intervals[w].lo > -simpler_margin[w] for w in workloads):
-            return "keep", "simpler"
-        for w in workloads:
-            if intervals[w].hi < -simpler_margin[w]:
-                return "discard", "slower" if comb.hi < 0 else f"loss:{w}"
-        return None
+        lost, open_ = _margins(intervals, workloads, simpler_margin)
+        if lost:
+            return "discard", "slower" if comb.hi < 0 else f"loss:{lost[0]}"
+        return ("keep", "simpler") if not open_ else None
+    lost, open_ = _margins(intervals, workloads, dict.fromkeys(workloads, -MAX_LOSS))
     if comb.hi < 0:
         return "discard", "slower"
-    for w in workloads:
-        if intervals[w].hi < MAX_LOSS:
-            return "discard", f"loss:{w}"
+    if lost:
+        return "discard", f"loss:{lost[0]}"
+    if comb.lo > MIN_GAIN:
+        return ("keep", "faster") if not open_ else ("confirm", "faster")
     if comb.hi < MIN_GAIN:
         return "discard", "below-bar" if comb.lo > 0 else "within"
     return None
 
 
-def single_workload(corrected: dict[str, Interval], intervals: dict[str, Interval],
-                    workloads: list[str]) -> tuple[str, str] | None:
-    """``("keep", "faster:<w>")`` when workload ``w`` is confidently faster by ``SINGLE_GAIN`` at the level corrected for
-    the workloads' several chances (``corrected``: per-workload intervals at ``ALPHA / len(workloads)``) and no workload
-    may be slower by ``SINGLE_LOSS`` (``intervals``, 99%); else None."""
-    if not all(intervals[w].lo > SINGLE_LOSS for w in workloads):
-        return None
-    best = max(workloads, key=lambda w: corrected[w].lo)
-    return ("keep", f"faster:{best}") if corrected[best].lo > SINGLE_GAIN else None
+def confirm(intervals: dict[str, Interval], workloads: list[str], simpler_margin: dict[str, float] | None = None,
+            ) -> tuple[str, str]:
+    """The final decision on a candidate :func:`decide` kept or sent on: keep only if the rule still keeps it on these
+    (later, narrower) intervals; else the discard's stop, or what stayed undecided (:func:`at_cap`)."""
+    outcome = decide(intervals, workloads, simpler_margin)
+    if outcome and outcome[0] in ("keep", "discard"):
+        return outcome
+    return "discard", at_cap(intervals, workloads, simpler_margin)
 
 
-def at_cap(intervals: dict[str, Interval]) -> str:
-    """The stop of a comparison that reached its cap undecided."""
-    return "below-bar" if intervals.get("combined") and intervals["combined"].lo > 0 else "cap"
+def at_cap(intervals: dict[str, Interval], workloads: list[str] | None = None,
+           simpler_margin: dict[str, float] | None = None) -> str:
+    """The stop of a comparison that reached its cap undecided: ``cap`` when the combined gain is undecided, else
+    ``cap:`` and the workloads whose margin is (``below-bar`` only when the gain is confidently below the bar)."""
+    comb = intervals.get("combined")
+    if comb is None:
+        return "cap"
+    workloads = workloads if workloads is not None else [w for w in intervals if w != "combined"]
+    margin = simpler_margin or dict.fromkeys(workloads, -MAX_LOSS)
+    if not simpler_margin:
+        if 0 < comb.lo and comb.hi < MIN_GAIN:
+            return "below-bar"
+        if not comb.lo > MIN_GAIN:
+            return "cap"
+    _, open_ = _margins(intervals, workloads, margin)
+    return f"cap:{'+'.join(open_)}" if open_ else "cap"
 
 
 def explain(stop: str) -> str:
     """The verdict's words for a stop."""
     gain, loss = f"{math.exp(MIN_GAIN) - 1:.0%}", f"{1 - math.exp(MAX_LOSS):.0%}"
-    if stop.startswith("faster:"):
-        return (f"faster on {stop[7:]}: confident of a gain above {math.exp(SINGLE_GAIN) - 1:.0%} there, and no workload "
-                f"slower by {1 - math.exp(SINGLE_LOSS):.0%}")
     if stop.startswith("loss:"):
-        return f"slower on {stop[5:]}: 99% confident of a loss above its margin ({loss} for a faster candidate)"
+        return f"slower on {stop[5:]}: 99% confident of a throughput loss above its margin ({loss} for a faster candidate)"
+    if stop.startswith("cap:"):
+        what = stop[4:].split("+")
+        return (f"undecided at the cap: {' and '.join(what)} not shown to be within {'its' if len(what) == 1 else 'their'} "
+                f"margin ({loss} slower at most for a faster candidate)")
     return {
-        "faster": f"faster: 99% confident of a gain above {gain} with no workload slower by {loss}",
+        "faster": f"faster: 99% confident of a throughput gain above {gain} with no workload slower by {loss}",
         "simpler": "simpler: a smaller syntax tree, and 99% confident no workload lost more than the margin left",
         "same-code": "simpler: the same syntax tree as the incumbent (only comments, docstrings or layout changed)",
-        "slower": "slower",
-        "within": f"not faster: 99% confident the gain is below {gain}",
-        "below-bar": f"faster, but below the {gain} bar: 99% confident of a gain, not of one above {gain}",
+        "slower": "slower: 99% confident of a lower throughput",
+        "within": f"not faster: 99% confident the throughput gain is below {gain}",
+        "below-bar": f"faster, but below the {gain} bar: 99% confident of a gain, and of one below {gain}",
         "cap": "not significant: undecided at the cap",
         "measured": "measured",
     }.get(stop, stop)

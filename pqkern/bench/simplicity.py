@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 
 
-def _tree(source: str) -> ast.Module:
+def docstring_free_tree(source: str) -> ast.Module:
     """The syntax tree of ``source`` without docstrings (module, class and function)."""
     tree = ast.parse(source)
     for node in ast.walk(tree):
@@ -24,9 +24,9 @@ def _tree(source: str) -> ast.Module:
 
 def code_size(source: str) -> int:
     """Syntax-tree nodes in ``source``, docstrings not counted."""
-    return sum(1 for _ in ast.walk(_tree(source)))
+    return sum(1 for _ in ast.walk(docstring_free_tree(source)))
 
 
 def same_code(a: str, b: str) -> bool:
     """True when ``a`` and ``b`` have the same syntax tree once docstrings are removed."""
-    return ast.dump(_tree(a)) == ast.dump(_tree(b))
+    return ast.dump(docstring_free_tree(a)) == ast.dump(docstring_free_tree(b))

@@ -45,7 +45,6 @@ candidate, so running it again judges it.
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime as dt
 import hashlib
 import json
@@ -59,9 +58,9 @@ import sys
 import time
 from pathlib import Path
 
-from pqkern.bench import cpus, datasets, paired, phases, rule, snapshot, wire
+from pqkern.bench import cpus, datasets, paired, phases, retry, rule, snapshot, wire
 from pqkern.bench import measured as measured_module
-from pqkern.bench.datasets import REAL_IVF, is_real
+from pqkern.bench.datasets import REAL_IVF, is_real, real_fixture
 from pqkern.bench.gitsafe import Forged, find_root
 from pqkern.bench.history import Chain, GitError, Repo, column, read_chain
 from pqkern.bench.integrity import Refused, private_numba_cache, vouch
@@ -72,7 +71,7 @@ from pqkern.bench.results import ResultsError, Tampered, append_row, read_rows
 from pqkern.bench.results import verify as verify_results
 from pqkern.bench.runner import STATUS, format_block
 from pqkern.bench.session import die_with_parent
-from pqkern.bench.simplicity import _tree, code_size, same_code
+from pqkern.bench.simplicity import code_size, same_code
 from pqkern.bench.workloads import REAL, REAL_SOURCE, WORKLOADS, judged, make, real_rows
 
 KERNEL_PATH = "pqkern/kernels.py"
@@ -226,8 +225,10 @@ def _fmt(v, spec: str) -> str:
 class Trial:
     """One trial of HEAD: its folder, its judgement and its row."""
 
-    def __init__(self, args: argparse.Namespace, repo: Repo, head: str, chain: Chain, config: dict[str, str]):
+    def __init__(self, args: argparse.Namespace, repo: Repo, head: str, chain: Chain, config: dict[str, str],
+                 rows: list[dict] | None = None):
         self.args, self.repo, self.head, self.chain, self.config = args, repo, head, chain, config
+        self.rows = rows or []  # results.tsv's rows (for the retry's evidence, retry.py)
         self.workloads = [w.partition("@")[0] for w in config["workloads"].split(",")]  # judged, by name
         self.incumbent = chain.incumbent
         self.branch = repo.head()[0]  # the branch judged (None: a detached HEAD), the one a revert moves back
@@ -240,6 +241,7 @@ class Trial:
         self.note = ""  # said in the verdict: fixed queries, a spent simpler margin
         self.decided = None  # seconds from the start to the verdict
         self.data = (0.0, "")  # seconds spent building data before the judging, and what was built
+        self.plan: retry.Plan | None = None  # the candidate's tree, family, level and the rounds it continues
 
     def judge(self) -> tuple[str, str]:
         """Judge HEAD; return ``(status, reason)``; ``self.cmp`` and ``self.seed_cmp`` hold the figures."""
@@ -263,11 +265,24 @@ class Trial:
             margin = rule.spent_margin(self.chain.simpler_lows(workloads), workloads)
             if max(margin.values()) < rule.MIN_SIMPLER_MARGIN:
                 margin, self.note = None, "simpler, but the margin simpler keeps may lose since the last faster keep is spent"
-        queries = query_set(fx, sum(phases.POOLS.values()))
+        pools = phases.pools(self.args.cap_rounds)
+        queries = query_set(fx, sum(pools.values()))
         if not queries.fresh:
             self.note = f"fixed queries: {queries.note}"
-        rows = plan(queries, phases.POOLS)
+        rows = plan(queries, pools)
         self.cmp = cmp = Comparison("measured", "measured", "", {})
+        self.plan = retry.Plan(retry.tree_sha(candidate), retry.family_sha(candidate), cmp.alpha)
+        if self.incumbent:
+            try:
+                self.plan = retry.plan(self.rows, self.incumbent["commit"], candidate, self.repo.root / "trials", workloads)
+            except retry.EvidenceError as e:
+                raise TrialError("tampered", str(e)) from None
+            cmp.alpha = self.plan.alpha
+            if self.plan.prior:
+                cmp.rounds_data = self.plan.prior
+                cmp.rounds = cmp.prior_rounds = min(len(v) for v in self.plan.prior.values())
+            if self.plan.note:
+                self.note = "; ".join(filter(None, [self.note, self.plan.note]))
         try:
             wls = {w: make(w, fx, queries) for w in workloads}
         except (FixtureError, ValueError) as e:
@@ -279,7 +294,8 @@ class Trial:
             with Match(wls, queries, time_budget=self.args.time_budget, jail=not self.args.no_jail,
                        log=lambda m: print(m, file=log, flush=True)) as match:
                 try:
-                    status, reason = phases.run(match, cmp, rows, incumbent, candidate, margin, self)
+                    decided = phases.decided_already(cmp, workloads, margin)
+                    status, reason = decided or phases.run(match, cmp, rows, incumbent, candidate, margin, self)
                 except Failed as e:
                     failure(cmp, e)
                     status, reason = self._failed(cmp)
@@ -289,7 +305,9 @@ class Trial:
             cmp.queries, cmp.query_seed = queries.describe(), (f"{queries.seed:#x}" if queries.fresh else "")
             cmp.seconds = time.monotonic() - self.start
             record = dict(cmp.to_json(), incumbent_label=self.incumbent["commit"] if self.incumbent else "seed",
-                          cpus=held.to_json() if held else None)
+                          cpus=held.to_json() if held else None, tree_sha=self.plan.tree if self.plan else "-",
+                          family_sha=self.plan.family if self.plan else "-",
+                          continued=self.plan.continued if self.plan else "")
             if self.seed_cmp:
                 record["seed_measurement"] = {k: v for k, v in self.seed_cmp.to_json().items() if k != "records"}
             (self.dir / "comparison.json").write_text(json.dumps(record) + "\n")
@@ -325,6 +343,15 @@ class Trial:
                    branch=self.repo.branch() or "-", machine=asv_machine())
         return row
 
+    def _tree_sha(self, status: str) -> str:
+        """The candidate's syntax-tree sha256 (retry.py), '-' for a refused commit (it may not even parse)."""
+        if self.plan:
+            return self.plan.tree
+        try:
+            return retry.tree_sha(self.repo.kernel(self.head)) if status != "refused" else "-"
+        except (SyntaxError, ValueError, GitError):
+            return "-"
+
     def row(self, status: str) -> dict:
         cmp, seed = self.cmp, self.seed_cmp
         iv = cmp.intervals if cmp else {}
@@ -354,7 +381,14 @@ class Trial:
                "prepare_seconds": _fmt((cmp.prepare_seconds.get("candidate", {}) if cmp else {}).get("flat"), ".3f"),
                "code_size": str(code_size(self.repo.kernel(self.head))) if status != "refused" else "-",
                "queries": ("fresh" if cmp.query_seed else "fixed") if cmp and cmp.queries else "-",
-               "query_seed": cmp.query_seed if cmp and cmp.query_seed else "-", **self.config}
+               "query_seed": cmp.query_seed if cmp and cmp.query_seed else "-", **self.config,
+               "estimand": "throughput", "rounds": str(cmp.rounds) if cmp else "-",
+               "tree_sha": self._tree_sha(status), "family_sha": self.plan.family if self.plan else "-",
+               "alpha": f"{self.plan.alpha:.3g}" if self.plan else "-",
+               "continued": (self.plan.continued or "-") if self.plan else "-",
+               "incumbent": inc.get("commit", "-") if self.incumbent else "seed", "trial": self.dir.name,
+               "evidence_sha256": (retry.file_sha256(self.dir / "comparison.json")
+                                   if (self.dir / "comparison.json").is_file() else "-")}
         prepared = cmp.prepare_seconds.get("candidate", {}) if cmp else {}
         for w in (*WORKLOADS, REAL, REAL_IVF):  # real_*: the real descriptors' flat scan; real_ivf_*: their IVF layout
             c = column(w)
@@ -373,26 +407,11 @@ class Trial:
         if same:  # the incumbent's code: its measurement, its memory and its prepare
             for key in ("seed_speedup", "seed_speedup_lo", "seed_speedup_hi", "peak_mem_mb", "recall_at_10", "recall_delta",
                         "geomean_ns_per_query", "prepare_seconds", "flat_seed_speedup",
-                        *(f"{w}_{f}" for w in ("ivf", REAL, "real_ivf") for f in ("seed_speedup", "prepare_seconds",
-                                                                                 "recall_at_10", "recall_delta",
-                                                                                 "geomean_ns_per_query"))):
+                        *(f"{column(w)}_{f}" for w in ("ivf", REAL, REAL_IVF)
+                          for f in ("seed_speedup", "prepare_seconds", "recall_at_10", "recall_delta",
+                                    "geomean_ns_per_query"))):
                 row[key] = inc.get(key, "-")
-        row.update(self.evidence(status))
         return row
-
-    def evidence(self, status: str) -> dict:
-        """The version 4 columns: how it was judged (the engine's estimand, rounds, error level, continued evidence: '-'
-        where it gives none), the kernel's syntax-tree sha256, and the sha256 of this trial's comparison.json."""
-        judged = self.cmp.to_json() if self.cmp else {}
-        try:
-            tree = hashlib.sha256(ast.dump(_tree(self.repo.kernel(self.head))).encode()).hexdigest()
-        except (SyntaxError, ValueError, GitError):
-            tree = "-"
-        comparison = self.dir / "comparison.json"
-        return {"estimand": judged.get("estimand", "-"), "rounds": str(judged.get("rounds", "-")),
-                "tree_sha": tree if status != "refused" else "-", "family_sha": judged.get("family_sha", "-"),
-                "alpha": str(judged.get("alpha", "-")), "continued": str(judged.get("prior_rounds", "-")),
-                "evidence_sha256": hashlib.sha256(comparison.read_bytes()).hexdigest() if comparison.is_file() else "-"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -484,7 +503,7 @@ def _run(args: argparse.Namespace, repo: Repo, head: str, neighbours: Neighbours
         if judging(args) != config:  # the real descriptors' fixture is known once they are extracted
             config = judging(args)
             same_judging(chain, config)
-        trial = Trial(args, repo, head, chain, config)
+        trial = Trial(args, repo, head, chain, config, rows)
         trial.data = (data_seconds, built)
         status, reason = trial.judge()
     except Tampered as e:
@@ -502,6 +521,9 @@ def _run(args: argparse.Namespace, repo: Repo, head: str, neighbours: Neighbours
         if e.status == "revoked":
             print(f"verdict: revoked ({e}); nothing was run or reset")
             return EXIT["revoked"]
+        if e.status == "tampered":
+            print(f"verdict: tampered ({e}); nothing was run or reset: stop and report it (docs/trial.md)")
+            return EXIT["tampered"]
         print(f"verdict: {'refused' if e.status == 'dirty' else 'error'} ({e})")
         return EXIT["refused" if e.status == "dirty" else "harness"]
     trial.decided = time.monotonic() - trial.start
@@ -552,7 +574,8 @@ def _finish(repo: Repo, results: Path, trial: Trial, status: str, reason: str, n
     label = {"recall": "discard"}.get(status, status)
     print(f"verdict: {label} ({reason}){_figures(trial, row, asv_seconds)} commit={trial.head[:10]}"
           + "".join(f"; {n}" for n in notes))
-    if status != "revoked" and trial.cmp and "flat" in trial.cmp.candidate and "candidate" in trial.cmp.peak_mem_mb:
+    if (status != "revoked" and trial.cmp and _block_workload(trial.cmp) in trial.cmp.candidate
+            and "candidate" in trial.cmp.peak_mem_mb):
         print(format_block(_block(trial, status), omit_missing=True))
     return EXIT[status]
 
@@ -570,7 +593,7 @@ def _figures(trial: Trial, row: dict, asv_seconds: float | None) -> str:
     cmp = trial.cmp
     parts = []
     if cmp and "combined" in cmp.intervals:
-        for w in ("combined", *WORKLOADS, REAL_IVF, REAL):
+        for w in ("combined", "flat", REAL, "ivf", REAL_IVF):
             if w in cmp.intervals:
                 name = ("vs_seed" if trial.incumbent is None else "speedup") if w == "combined" else w
                 parts.append(f"{name}={ratio_text(cmp.intervals[w])}")
@@ -588,23 +611,42 @@ def _figures(trial: Trial, row: dict, asv_seconds: float | None) -> str:
 
 
 def _block(trial: Trial, status: str) -> dict:
-    """The candidate's result block, each field meaning what pqkern-run's field of that name means (flat workload)."""
+    """The candidate's result block, each field meaning what pqkern-run's field of that name means, on the flat scan the
+    trial judged (the fixture's, or the real descriptors' beside a synthetic fixture)."""
     cmp = trial.cmp
-    flat = cmp.candidate["flat"]
+    w = _block_workload(cmp)
+    flat = cmp.candidate[w]
     run_status = {"recall": 2, "crash": 4, "timeout": 3}.get(status, 0)
     total = time.monotonic() - trial.start
-    timed = sum(r["candidate_wall_ns"] for r in cmp.records if r["workload"] == "flat" and "candidate_wall_ns" in r) / 1e9
-    return {**trial.fixture, "num_queries": flat["queries"], "recall_at_10": flat["recall_at_10"],
+    timed = sum(r["candidate_wall_ns"] for r in cmp.records if r["workload"] == w and "candidate_wall_ns" in r) / 1e9
+    where = trial.fixture if w == "flat" else _real_fixture_fields(trial)
+    return {**where, "num_queries": flat["queries"], "recall_at_10": flat["recall_at_10"],
             "geomean_ns_per_query": flat["geomean_ns_per_query"], "peak_mem_mb": cmp.peak_mem_mb.get("candidate"),
             "total_seconds": total, "recall_10_at_10": flat["recall_10_at_10"], "status": STATUS[run_status],
             "exit_code": run_status, "geomean_cpu_ns_per_query": flat["geomean_cpu_ns_per_query"],
-            "prepare_seconds": round(cmp.prepare_seconds.get("candidate", {}).get("flat", 0.0), 3),
+            "prepare_seconds": round(cmp.prepare_seconds.get("candidate", {}).get(w, 0.0), 3),
             "timed_seconds": round(timed, 3), "fixed_seconds": total - timed,
-            "max_rel_error": float(f"{flat['max_rel_error']:.3g}"), "threads": 1, "workload": "flat",
+            "max_rel_error": float(f"{flat['max_rel_error']:.3g}"), "threads": 1, "workload": w,
             "jail": "off" if trial.args.no_jail else "on", "queries": cmp.queries,
             "recall_delta": flat["recall_delta"],
             "kernel_sha256": hashlib.sha256(trial.repo.kernel(trial.head).encode()).hexdigest()}
 
+
+def _block_workload(cmp: Comparison) -> str:
+    """The flat scan whose figures the result block shows: ``flat``, else ``real``."""
+    return "flat" if "flat" in cmp.candidate else REAL
+
+
+def _real_fixture_fields(trial: Trial) -> dict:
+    """The block's fixture fields for the real descriptors' flat scan."""
+    from pqkern.bench.fixture import load_fixture
+
+    try:
+        real = real_fixture(load_fixture(trial.args.source, build=False), real_rows())
+    except Exception:  # noqa: BLE001 - the block then names the main fixture, as before
+        return trial.fixture
+    return {"source": real.source, "num_base": real.num_base, "fixture_id": trial.config["fixture_id"],
+            "codebook_sha256": real.codebook_sha256}
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Started by the judge (``pqkern/bench/session.py``) as ``python -m pqkern.bench.w
 It reads its configuration from the judge, maps the fixture files read-only, enters the jail
 (``pqkern/bench/jail.py``), and only then writes the kernel's source into its private
 temporary directory (of a random name) and imports it. It compiles the kernel on a small slice
-(so JIT memory is not the kernel's footprint) and says ``loaded``. Then it answers the judge's
+(so JIT memory is not the kernel's footprint), then runs ``prepare`` and one search on each
+workload's largest index at full size (what a kernel compiles only for large inputs is compiled
+here, at start-up, not in its budgeted set-up), and says ``loaded``. Then it answers the judge's
 requests, one at a time: ``prepare`` (a workload's indexes), ``search`` (one query: the worker
 never holds queries it has not been asked) and ``finish``. It reads no clock and reports no
 time or memory: the judge measures every request from outside the process, so nothing a
@@ -90,6 +92,15 @@ class Workload:
         rows = min(max(p.shape[1] for p in self.parts), COMPILE_ROWS)
         check_result(kernel.search(small, warm[0], min(k, rows)), min(k, rows), f"{self.name} compile pass")
 
+    def compile_full_size(self, kernel, warm: np.ndarray, k: int) -> None:
+        """``prepare`` and one ``search`` on the largest part at its full size, so that whatever a kernel compiles only
+        for large inputs (a path gated on the index's size) is compiled at start-up too, not in its budgeted set-up."""
+        part = max(self.parts, key=lambda p: p.shape[1])
+        if part.shape[1] <= COMPILE_ROWS:
+            return
+        index = kernel.prepare(part, self.codebook)
+        check_result(kernel.search(index, warm[-1], k), k, f"{self.name} full-size compile pass")
+
     def prepare(self, kernel) -> None:
         self.indexes = [kernel.prepare(p, self.codebook) if p.shape[1] else None for p in self.parts]
 
@@ -145,6 +156,8 @@ def serve(cmd: int, reply: int) -> int:
             stage = f"search ({wl.name} compile pass)"
             wl.compile_search(kernel, small, warm, k)
             del small
+            stage = f"prepare and search ({wl.name} full-size compile pass)"
+            wl.compile_full_size(kernel, warm, k)
         gc.collect()
         gc.disable()  # no collection pause inside a timed request: the worker's own objects hold no cycles
         send(reply, {"op": "loaded"})

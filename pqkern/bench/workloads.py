@@ -7,10 +7,12 @@
   as one probe; the judge merges the per-partition top-k by (distance, id), as Lance does.
 - ``real-ivf``: real SIFT descriptors, the ``imagesift`` fixture (594,966 rows; its first
   ``PQKERN_REAL_ROWS`` rows when that is set), in Lance's IVF_PQ layout (72 partitions, 15 probed),
-  with fresh queries of its own from the same seed: the trial's third workload when its fixture is
-  synthetic, so no win is kept on synthetic data alone, judged where Lance runs the kernel.
-- ``real``: the same descriptors in one flat index (``--workload real``; the trial's third workload
-  until the IVF layout replaced it: results.tsv's ``workloads`` column says which a row judged).
+  with fresh queries of its own from the same seed: judged beside a synthetic fixture, so no win is
+  kept on synthetic data alone, judged where Lance runs the kernel.
+- ``real``: the same descriptors (their first ``PQKERN_REAL_ROWS`` when set) in one flat index:
+  beside a synthetic fixture the trial judges this flat scan instead of the synthetic one, so that
+  every path a kernel takes at a judged size runs on real vectors (results.tsv's ``workloads``
+  column says which workloads a row judged).
 
 A workload searches the rows of one query set (``queries.py``). Every result is checked twice:
 at once and cheaply (``check``: ids in range and distinct, distances finite and ascending, each
@@ -53,9 +55,11 @@ class Checked:
 
 
 def judged(source: str) -> tuple[str, ...]:
-    """The workloads a trial (and asv) judge on a fixture of ``source``: flat and ivf, and real descriptors in the IVF
-    layout too when it is synthetic (on real data the first two already are)."""
-    return (*WORKLOADS, REAL_IVF) if source in SYNTHETIC_SIZES else WORKLOADS
+    """The workloads a trial (and asv) judge on a fixture of ``source``: on real data (siftsmall, sift1m) its flat scan
+    and its IVF layout; beside a synthetic fixture, the real descriptors' flat scan instead of the synthetic one (a
+    trick gated on the index's size is then judged on real vectors at that size), the synthetic IVF layout, and the
+    real descriptors' IVF layout."""
+    return (REAL, "ivf", REAL_IVF) if source in SYNTHETIC_SIZES else WORKLOADS
 
 
 def parse(name: str) -> tuple[str, int | None]:
