@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev,peers,imagesift]'
+# Vouch for what was just installed: trials refuse a file of the environment whose content differs from what is pinned
+# here (pqkern/bench/integrity.py). Run again after any reinstall.
+.venv/bin/python -m pqkern.bench.integrity --accept
 if command -v npm >/dev/null 2>&1; then  # the dashboard's JavaScript, so it renders offline
     (cd scripts/dashboard && npm ci --ignore-scripts --no-audit --no-fund --silent)
 else
