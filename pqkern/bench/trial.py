@@ -1,4 +1,4 @@
-"""The trial runner (immutable bench): keep or revert the agent's last commit on a paired, sequential verdict.
+"""The trial runner (immutable bench): keep or revert the agent's last commit on a paired, sequential throughput verdict.
 
 ``pqkern-trial "description"`` after each commit that changes ``pqkern/kernels.py``:
 
@@ -15,15 +15,17 @@
 2. A candidate whose syntax tree equals the incumbent's (only comments, docstrings or layout
    changed) is kept at once, as ``same-code``. Any other is judged against the incumbent side by
    side (``paired.py``): each in its own jailed worker, on fresh queries drawn for this trial
-   (``queries.py``), query by query in random order, on the flat 1M scan, the IVF workload and the
-   real descriptors in their IVF layout,
-   until the confidence sequences decide the keep rule (``rule.py``: faster; or, for a candidate
-   with a smaller syntax tree, simpler) or the cap is reached. ``prepare`` has a budget
-   (``budget.py``). Every result of both kernels is then checked against the exact ADC top-k,
-   and recall beside the exact ADC's on the same queries.
+   (``queries.py``), query by query in random order, on the real descriptors' flat scan (beside a
+   synthetic fixture; the fixture's own on a real one), the IVF workload and the real descriptors
+   in their IVF layout, until the throughput confidence sequences (``throughput.py``) decide the
+   keep rule (``rule.py``: faster; or, for a candidate with a smaller syntax tree, simpler) or the
+   cap is reached. A candidate judged against this incumbent before continues that comparison
+   (``retry.py``). ``prepare`` has a budget (``budget.py``). Every result of both kernels is then
+   checked against the exact ADC top-k, and recall beside the exact ADC's on the same queries.
 3. Before a keep (and a baseline): the rounds go on until each kernel has given
-   ``exactness.CHECKED_ANSWERS`` answers, all checked (``exactness.py``), and the candidate is measured
-   against the frozen seed directly (``phases.SEED_ROUNDS`` paired rounds, fresh queries).
+   ``exactness.CHECKED_ANSWERS`` answers, all checked (``exactness.py``), the keep is confirmed on
+   all those rounds (``rule.confirm``), and the candidate is measured against the frozen seed
+   directly (until +-2%, ``paired.SEED_MEASUREMENT``, fresh queries).
 4. Appends one row to ``results.tsv`` (``results.py``) and keeps the inputs, every paired time and
    the verdict under ``trials/<time>-<commit>/``; the query seed is written there once the run is over.
 5. Keep (and baseline): records the commit in asv (``asv run HEAD^!``; ``asv machine --yes`` first

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,25 @@ def kept_steps(root: Path, sha: str, results: Path) -> tuple[list[dict], str]:
     return steps, note
 
 
+def with_audit(steps: list[dict], path: Path | None) -> tuple[str, str]:
+    """Add to each step the audit's verdict and figures from ``pqkern-audit --json`` (``path``); return where the audit
+    ran, and why it is not shown (or '')."""
+    if path is None:
+        return "", ""
+    try:
+        audit = json.loads(path.read_text())
+        found = {k["commit"][:12]: k for k in audit["kernels"]}
+        where = audit["where"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return "", f"audit: {path}: unreadable ({e})"
+    for s in steps:
+        k = next((v for c, v in found.items() if c.startswith(s["commit"]) or s["commit"].startswith(c)), None)
+        seed = (k or {}).get("measured", {}).get("seed", {}).get("combined")
+        s["audit"] = "-" if k is None else (k["verdict"] + (f", {seed[0]:.3f}x [{seed[1]:.3f}, {seed[2]:.3f}]" if seed else ""))
+    return (f"{where.get('host')} ({where.get('cpu')}; {', '.join(where.get('simd', []))}; numba target "
+            f"{where.get('numba_cpu_name')}), {audit.get('timestamp', '')}"), ""
+
+
 def curves(fixtures: dict, kernel: str, rounds: int, log) -> tuple[list[dict], list[str]]:
     """The size curve of every fixture measured (synthetic with as many first rows as siftsmall's base too, beside it)."""
     rows, missing = [], []
@@ -167,10 +187,13 @@ def markdown(ctx: dict) -> str:
         lines += [f"| {r['source']} | {r['rows']:,} | {r['speedup']:.3f}x | [{r['lo']:.3f}, {r['hi']:.3f}] |"
                   for r in ctx["curve"]]
     if ctx["steps"]:
+        audit = ctx.get("audited")
         lines += ["", f"Kept steps (a gain below {ctx['codegen'] - 1:.0%} can be code generation alone on this machine: "
-                  "marked *):", "", "| commit | step | speed-up over its incumbent | over the seed |", "|---|---|---|---|"]
+                  "marked *)" + (f"; the audit's re-judgement on {audit}" if audit else "") + ":", "",
+                  "| commit | step | speed-up over its incumbent | over the seed |" + (" audit |" if audit else ""),
+                  "|---|---|---|---|" + ("---|" if audit else "")]
         lines += [f"| {s['commit'][:10]} | {s['description']} ({s['stop']}) | {s['speedup']}{' *' if s['small'] else ''} | "
-                  f"{s['seed']} |" for s in ctx["steps"]]
+                  f"{s['seed']} |" + (f" {s.get('audit', '-')} |" if audit else "") for s in ctx["steps"]]
     if ctx["peers"]:
         lines += ["", "Beside Lance and FAISS on the same codes (IVF: same partitions, codebook and codes), k = 10, "
                   "single-threaded, mean ns/query (throughput).", "", PEERS_CAVEAT, "",
@@ -207,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=100, help="queries per method in the Lance/FAISS table (default 100)")
     ap.add_argument("--no-peers", action="store_true", help="skip the Lance and FAISS rows")
     ap.add_argument("--results", type=Path, help="the results file with the kept steps (default: results.tsv at the root)")
+    ap.add_argument("--audit", type=Path, help="an audit's JSON (pqkern-audit --json): its figures beside the night's")
     ap.add_argument("-o", "--output", type=Path, help="HTML page (default trials/upstream-<sha>.html; the .md beside it)")
     args = ap.parse_args(argv)
     root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip() or ".")
@@ -244,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     steps, why = kept_steps(root, sha, args.results or root / "results.tsv")
     if why:
         missing.append(why)
+    audited, why = with_audit(steps, args.audit)
+    if why:
+        missing.append(why)
     subject = subprocess.run(["git", "log", "-1", "--format=%s", sha], cwd=root, capture_output=True, text=True).stdout.strip()
     diff = "".join(difflib.unified_diff(seed.splitlines(True), kernel.splitlines(True), "seed_kernel.py",
                                         f"{sha[:10]}:pqkern/kernels.py"))
@@ -252,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = {"sha": sha, "subject": subject, "rows": rows, "peers": peer_rows, "peers_caveat": PEERS_CAVEAT,
            "missing": missing, "curve": curve,
            "chart": size_curve.chart(curve), "steps": steps, "codegen": CODEGEN_STEP,
-           "diff": diff or "(identical to the seed)\n", "machine": asv_machine()}
+           "diff": diff or "(identical to the seed)\n", "machine": asv_machine(), "audited": audited}
     out = args.output or root / "trials" / f"upstream-{sha[:10]}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(TEMPLATE.render(**ctx), encoding="utf-8")
