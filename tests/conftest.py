@@ -41,6 +41,24 @@ class RunResult:
         return dict(line.split(": ", 1) for line in lines if ": " in line)
 
 
+def _import_opencv_once() -> None:
+    """Importing OpenCV (cv2) prepends its library folder to LD_LIBRARY_PATH in os.environ, for its own child processes,
+    once per process. The trials the tests start would inherit it, and a trial refuses that variable (integrity.py): so
+    import it now, before any test, and put the variable back as it was."""
+    before = os.environ.get("LD_LIBRARY_PATH")
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return
+    if before is None:
+        os.environ.pop("LD_LIBRARY_PATH", None)
+    else:
+        os.environ["LD_LIBRARY_PATH"] = before
+
+
+_import_opencv_once()
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """A session-wide PQKERN_DATA, so the smoke fixture is built once."""

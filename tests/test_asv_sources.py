@@ -29,7 +29,7 @@ from test_trial import TWICE
 
 from pqkern.bench import reference, synthetic
 from pqkern.bench.fixture import SIFT_FILES
-from pqkern.bench.paired import CONFIRM_ROUNDS
+from pqkern.bench.paired import CHECKED_ANSWERS
 from pqkern.bench.trial import asv_failures
 from pqkern.bench.vecs import write_vecs
 
@@ -170,7 +170,7 @@ def test_siftsmall_judges_fresh_queries_from_its_held_out_rows(sources):
     for folder in (sources["siftsmall"]["baseline_dir"], sources["siftsmall"]["dir"]):
         assert json.loads((folder / "comparison.json").read_text())["queries"].startswith("fresh, seed 0x")
     baseline = json.loads((sources["siftsmall"]["baseline_dir"] / "comparison.json").read_text())
-    assert baseline["rounds"] == CONFIRM_ROUNDS > 25  # 100 fixed queries stopped every comparison at 25 rounds
+    assert baseline["rounds"] == -(-CHECKED_ANSWERS // 6) > 25  # flat and ivf: 6 answers a round; fixed queries stopped at 25
 
 
 def test_sift1m_comes_through_its_download_path(sources):

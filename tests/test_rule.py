@@ -90,3 +90,19 @@ def test_near_copies_share_one_error_budget_and_the_same_code_continues():
     assert plan.alpha == pytest.approx(retry.family_alpha(2)) and not plan.prior and "near-copy" in plan.note
     with pytest.raises(retry.EvidenceError, match="missing or altered"):
         retry.plan(rows, "abc", base, __import__("pathlib").Path("/nonexistent"), WORKLOADS)
+
+
+def test_the_untimed_budget_compares_like_with_like():
+    """An honest kernel whose cost depends on the query meets its slow queries in the warm-up calls by chance, never a
+    crash; a kernel doing its work in the untimed calls is."""
+    from pqkern.bench import budget
+
+    rng = np.random.default_rng(5)
+    slow = rng.random(60) < 0.1  # one query in ten searched 16 times, in either kind of call
+    timed = np.where(rng.random(60) < 0.1, 16e6, 1e6)
+    untimed = np.where(slow, 16e6, 1e6)
+    untimed[:4] = 16e6  # more of the slow ones fell in the warm-up calls: their mean is over 3x the median timed call
+    assert untimed.mean() > 3 * np.median(timed)  # what the old budget compared, and called a cheat
+    assert budget.untimed_problem("ivf", list(untimed), list(timed)) == ""
+    cheat = budget.untimed_problem("ivf", list(np.full(200, 5e6)), list(np.full(200, 1e6)))
+    assert "confidently more than 3 times its timed calls" in cheat

@@ -361,7 +361,7 @@ def test_trials_inside_keep_the_unrolled_kernel_and_discard_a_nil_change(clone):
     assert all(re.match(VERDICT, v) for v in verdicts), verdicts
     assert verdicts[0].startswith("verdict: baseline") and verdicts[1].startswith("verdict: discard")
     assert verdicts[2].startswith("verdict: keep (faster") and f"commit={head[:10]}" in verdicts[0]
-    assert "---\nsource: synthetic\n" in p.stdout  # the result block, as without the sandbox
+    assert "---\nsource: imagesift\n" in p.stdout  # the result block (the real flat scan), as without the sandbox
     rows = _rows(repo)
     assert [r["status"] for r in rows] == ["baseline", "discard", "keep"]
     assert results.verify(repo / "results.tsv") is None  # sealed by the judge's key

@@ -3,6 +3,7 @@ may spend outside its timed calls."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -171,3 +172,43 @@ def test_a_branch_is_judged_the_way_its_baseline_was(repo):
         assert s["head"] == candidate and (path / "results.tsv").read_text() == rows  # nothing touched, no row
     baseline = next(r for r in s["rows"] if r["status"] == "baseline")
     assert baseline["workloads"] == "real@20000,ivf,real-ivf@20000" and baseline["jail"] == "on"
+
+
+def test_a_kernel_fast_on_most_queries_is_judged_by_its_throughput(repo):
+    """One flat query in three searched 16 times: faster than the seed on two queries in three (the per-query median
+    kept such kernels), a fraction of its throughput. Discarded; the per-query tail is in comparison.json."""
+    path, env = repo
+    heavy = (KERNELS / "heavy_tail.py").read_text()
+    _commit_kernel(path, env, heavy, "row-major, one query in three searched 16 times")
+    s = _trial(path, env, "heavy tail")
+    assert s["code"] == 1 and s["rows"][-1]["status"] == "discard", s["out"] + s["err"]
+    assert " stop=slower " in s["verdict"] or " stop=loss:real " in s["verdict"], s["verdict"]
+    assert float(s["rows"][-1]["real_speedup_hi"]) < 1.0 and s["rows"][-1]["estimand"] == "throughput"
+    record = json.loads(sorted((path / "trials").glob("*/comparison.json"))[-1].read_text())
+    real = record["candidate"]["real"]
+    assert real["p99_ns"] > 4 * real["p50_ns"]  # the tail shows in the verdict's files
+
+
+def test_a_retry_continues_its_evidence_and_a_near_copy_spends_its_family_budget(repo):
+    """The same code again continues the earlier comparison's rounds (a decided one decides again at once); a near-copy
+    (another constant) is a new comparison at a stricter level."""
+    path, env = repo
+    nil = SEED + "\nUNUSED = 1\n"
+    _commit_kernel(path, env, nil, "a nil change")
+    first = _trial(path, env, "a nil change", "--cap-rounds", "40")
+    assert first["code"] == 1, first["out"] + first["err"]
+    _commit_kernel(path, env, nil + "# the same code, re-committed\n", "the same nil change again")
+    again = _trial(path, env, "the same nil change again", "--cap-rounds", "40")
+    assert again["code"] == 1 and "continues its rounds" in again["verdict"], again["verdict"]
+    row, before = again["rows"][-1], first["rows"][-1]
+    assert row["continued"] == before["trial"] and row["alpha"] == before["alpha"] and row["tree_sha"] == before["tree_sha"]
+    assert int(row["rounds"]) >= int(before["rounds"])  # the earlier rounds count
+    _commit_kernel(path, env, SEED + "\nUNUSED = 2\n", "a near-copy of the nil change")
+    near = _trial(path, env, "a near-copy", "--cap-rounds", "40")
+    assert near["code"] == 1 and "near-copy" in near["verdict"], near["verdict"]
+    assert near["rows"][-1]["family_sha"] == before["family_sha"] and float(near["rows"][-1]["alpha"]) < float(before["alpha"])
+    evidence = path / "trials" / row["trial"] / "comparison.json"  # the comparison a retry would continue
+    evidence.write_text(evidence.read_text().replace('"rounds_data"', '"rounds_data" ', 1))  # altered by hand
+    _commit_kernel(path, env, nil + "# once more\n", "the nil change a third time")
+    forged = _trial(path, env, "once more")
+    assert forged["code"] == 8 and "missing or altered" in forged["verdict"], forged["verdict"]

@@ -34,9 +34,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from pqkern.bench.paired import RECALL_SAMPLE
+from pqkern.bench.paired import CHECKED_ANSWERS, RECALL_SAMPLE, answers_per_round
 
-CHECKED_ANSWERS = 2080  # per kernel, over the decision and the check: a 1-in-300 kernel has 0.1% to pass unseen
 CHECK_ROUNDS = 350  # the most rounds the check may take (a round holds at least 6 answers: flat and IVF, 2 pairs)
 BATCH_ROUNDS = 25  # rounds whose exact answers are computed together, in the background
 
@@ -67,11 +66,6 @@ def _one_blas_thread():
         return
     with threadpool_limits(limits=1, user_api="blas"):
         yield True
-
-
-def answers_per_round(match) -> int:
-    """What each kernel answers in a round: an untimed and a timed query per pair, on every workload."""
-    return sum(match.pairs[wl.kind] * (1 + match.warm_calls[wl.kind]) for wl in match.wls.values())
 
 
 def rounds_to_go(match, decided: int) -> int:

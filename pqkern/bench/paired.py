@@ -70,9 +70,10 @@ WARM_CALLS = {"flat": False, "ivf": True}
 # gains may then end undecided (measured: scripts/verdict_power.py, scripts/pair_noise.py).
 CAP_ROUNDS = 120
 CAP_SECONDS = 20.0
-# A candidate whose combined gain is decided while a workload's margin is not goes on until this many rounds in all (the
-# trial's check: exactness.CHECKED_ANSWERS answers at ten a round), and is judged again on the narrower intervals.
-CONFIRM_ROUNDS = 208
+# Answers each kernel gives, in all, before a keep: every one checked (exactness.py). A candidate whose combined gain is
+# decided while a workload's margin is not goes on until the rounds hold this many too (the trial's check: 208 rounds at
+# ten answers a round on three workloads, 347 at six on two), and is judged again on the narrower intervals.
+CHECKED_ANSWERS = 2080
 # A measurement against the frozen seed (a keep's vs_seed, a baseline, asv): at least ``min_rounds``, then until the
 # combined interval is within +-2% (half-width, log), at most ``rounds``: scans are there in about 30 rounds, kernels whose
 # cost depends on the query (pruning) later.
@@ -406,6 +407,28 @@ class Match:
             worker.close()
 
 
+def answers_per_round(match: Match) -> int:
+    """What each kernel answers in a round: a timed query per pair, and an untimed one before it where there is one."""
+    return sum(match.pairs[wl.kind] * (1 + match.warm_calls[wl.kind]) for wl in match.wls.values())
+
+
+def confirm_rounds_of(match: Match) -> int:
+    """The rounds that hold ``CHECKED_ANSWERS`` answers of each kernel: where the trial's check ends and a keep is
+    confirmed."""
+    return -(-CHECKED_ANSWERS // answers_per_round(match))
+
+
+def rows_needed(kinds: list[str], cap_rounds: int, pairs: dict[str, int] | None = None,
+                warm_calls: dict[str, bool] | None = None) -> int:
+    """Query-set rows a trial may take, in one stream, for workloads of these kinds: the decision (at most the cap) and
+    the check (to ``CHECKED_ANSWERS``) overlap, then the seed measurement (``SEED_MEASUREMENT``); every phase takes the
+    next rows, so no query is searched twice by a worker."""
+    pairs, warm_calls = pairs or PAIRS, warm_calls or WARM_CALLS
+    answers = sum(pairs[k] * (1 + warm_calls[k]) for k in kinds)
+    per = max(pairs[k] * (1 + warm_calls[k]) for k in kinds)
+    return per * (max(cap_rounds, -(-CHECKED_ANSWERS // answers)) + SEED_MEASUREMENT["rounds"])
+
+
 def rows_per_round(pairs: dict[str, int] | None = None, warm_calls: dict[str, bool] | None = None) -> int:
     """The query-set rows a round takes from its phase's rows (the workload that takes most)."""
     pairs, warm_calls = pairs or PAIRS, warm_calls or WARM_CALLS
@@ -432,14 +455,14 @@ def query_set(fx, count: int, query_seed: int | None = None, fixed: bool = False
 def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[str] | tuple[str, ...] = WORKLOADS, *,
             mode: str = "decide", rounds: int | None = None, cap_seconds: float = CAP_SECONDS,
             cap_rounds: int = CAP_ROUNDS, until: float | None = None, min_rounds: int = throughput.MIN_ROUNDS,
-            confirm_rounds: int = CONFIRM_ROUNDS, time_budget: float = 600.0, query_seed: int | None = None,
+            confirm_rounds: int | None = None, time_budget: float = 600.0, query_seed: int | None = None,
             fixed: bool = False, jail: bool = True, threads: int = 1, k: int = K, pairs: dict[str, int] | None = None,
             warm_calls: dict[str, bool] | None = None, log=None) -> Comparison:
     """Compare two kernel sources on ``fx`` (see the module docstring): one pair of rounds, settled; never raises for a
     kernel's failure. Fresh queries unless ``fixed``. In decide mode a candidate whose combined gain is decided while a
-    workload's margin is not (``confirm``) goes on for up to ``confirm_rounds`` rounds in all, and the rule is applied
-    again (``rule.confirm``), as the trial does through its check. The workloads' data must be built
-    (``datasets.extend``): the judge only loads it."""
+    workload's margin is not (``confirm``) goes on for up to ``confirm_rounds`` rounds in all (default: the trial's check,
+    ``confirm_rounds_of``), and the rule is applied again (``rule.confirm``), as the trial does through its check. The
+    workloads' data must be built (``datasets.extend``): the judge only loads it."""
     start = time.monotonic()
     queries = query_set(fx, POOL, query_seed, fixed)
     cmp = Comparison("measured", "measured", "", {})
@@ -460,8 +483,9 @@ def compare(fx, incumbent_source: str, candidate_source: str, workloads: list[st
                        cap_rounds=cap_rounds, until=until, min_rounds=min_rounds)
             if mode == "decide" and cmp.decision == "confirm":
                 stop = cmp.stop
+                total = confirm_rounds or confirm_rounds_of(match)
                 match.pair("incumbent", "candidate", rows[cmp.rounds * match.rows_per_round():], cmp, mode="measure",
-                           rounds=max(0, confirm_rounds - cmp.rounds))
+                           rounds=max(0, total - cmp.rounds))
                 cmp.decision, cmp.stop = rule.confirm(cmp.intervals, list(wls))
                 cmp.stop = stop if cmp.decision == "keep" else cmp.stop
             cmp.timings["paired"] = time.monotonic() - start - cmp.timings["start-up"]

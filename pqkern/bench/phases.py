@@ -28,17 +28,10 @@ from __future__ import annotations
 import time
 
 from pqkern.bench import affinity, chain, exactness, rule, throughput
-from pqkern.bench.paired import CONFIRM_ROUNDS, SEED_KERNEL, SEED_MEASUREMENT, Comparison, Match, rows_per_round
+from pqkern.bench.paired import SEED_KERNEL, SEED_MEASUREMENT, Comparison, Match
 
 RECALL_BAND = 0.005
 RECALL_FLOOR = 0.50
-
-
-def pools(cap_rounds: int) -> dict[str, int]:
-    """Query-set rows of each phase: the decision's cap, the check's rounds and the seed measurement's, each a round's
-    rows (an untimed and a timed query per IVF pair, two timed queries on a flat scan)."""
-    per = rows_per_round()
-    return {"decide": per * cap_rounds, "check": per * CONFIRM_ROUNDS, "seed": per * SEED_MEASUREMENT["rounds"]}
 
 
 def below_floor(figures: dict) -> str:
@@ -88,8 +81,8 @@ def decided_already(cmp: Comparison, names: list[str], margin: dict | None) -> t
 def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: str, margin: dict | None,
         trial) -> tuple[str, str]:
     """Every phase of one trial (``trial``: a ``trial.Trial``, for its incumbent row, cap and seed comparison; ``cmp``
-    may already hold a continued comparison's rounds); returns ``(status, reason)``. Raises ``paired.Failed`` for a
-    kernel's failure."""
+    may already hold a continued comparison's rounds; ``rows``: the query-set rows, one stream, ``paired.rows_needed``,
+    each phase taking the next); returns ``(status, reason)``. Raises ``paired.Failed`` for a kernel's failure."""
     t0 = time.monotonic()
     baseline = trial.incumbent is None
     names = list(match.wls)
@@ -98,10 +91,15 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
         match.ready(label, cmp, enforce_budget=label == "candidate")
     cmp.timings["start-up"] = time.monotonic() - t0
     t0 = time.monotonic()
+    per = match.rows_per_round()
+
+    def rest() -> object:  # the rows no phase has taken yet
+        return rows[(cmp.rounds - cmp.prior_rounds) * per:]
+
     if baseline:
-        match.pair("incumbent", "candidate", rows["decide"], cmp, **SEED_MEASUREMENT, mode="measure")
+        match.pair("incumbent", "candidate", rest(), cmp, **SEED_MEASUREMENT, mode="measure")
     else:
-        match.pair("incumbent", "candidate", rows["decide"], cmp, mode="decide", cap_seconds=trial.args.cap_seconds,
+        match.pair("incumbent", "candidate", rest(), cmp, mode="decide", cap_seconds=trial.args.cap_seconds,
                    cap_rounds=trial.args.cap_rounds, simpler_margin=margin)
     cmp.timings["paired"] = time.monotonic() - t0
     decision, stop = cmp.decision, cmp.stop
@@ -112,7 +110,7 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
             match.start("seed", SEED_KERNEL.read_text(encoding="utf-8"))
             affinity.hold(match.workers["seed"].proc.pid, match.cpus[0])
         before = cmp.rounds
-        exactness.carry_on(match, "incumbent", "candidate", rows["check"], cmp, cmp.rounds - cmp.prior_rounds,
+        exactness.carry_on(match, "incumbent", "candidate", rest(), cmp, cmp.rounds - cmp.prior_rounds,
                            log=match.log)
         cmp.check_rounds = cmp.rounds - before
         if not baseline and "seed" not in match.workers:  # one CPU: after the rounds (exactness.carry_on says why)
@@ -142,7 +140,7 @@ def run(match: Match, cmp: Comparison, rows: dict, incumbent: str, candidate: st
     t0 = time.monotonic()
     trial.seed_cmp = seed = Comparison("measured", "measured", "", {})
     match.ready("seed", seed)
-    match.pair("seed", "candidate", rows["seed"], seed, **SEED_MEASUREMENT, mode="measure")
+    match.pair("seed", "candidate", rest(), seed, **SEED_MEASUREMENT, mode="measure")
     match.finish("seed", seed)
     match.finish("candidate", cmp)
     match.settle(["seed", "candidate"])

@@ -110,7 +110,7 @@ def explain(stop: str) -> str:
         "faster": f"faster: 99% confident of a throughput gain above {gain} with no workload slower by {loss}",
         "simpler": "simpler: a smaller syntax tree, and 99% confident no workload lost more than the margin left",
         "same-code": "simpler: the same syntax tree as the incumbent (only comments, docstrings or layout changed)",
-        "slower": "slower: 99% confident of a lower throughput",
+        "slower": "slower",
         "within": f"not faster: 99% confident the throughput gain is below {gain}",
         "below-bar": f"faster, but below the {gain} bar: 99% confident of a gain, and of one below {gain}",
         "cap": "not significant: undecided at the cap",

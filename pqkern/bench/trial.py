@@ -74,7 +74,7 @@ from pqkern.bench.results import verify as verify_results
 from pqkern.bench.runner import STATUS, format_block
 from pqkern.bench.session import die_with_parent
 from pqkern.bench.simplicity import code_size, same_code
-from pqkern.bench.workloads import REAL, REAL_SOURCE, WORKLOADS, judged, make, real_rows
+from pqkern.bench.workloads import REAL, REAL_SOURCE, WORKLOADS, judged, make, parse, real_rows
 
 KERNEL_PATH = "pqkern/kernels.py"
 EXIT = {"keep": 0, "baseline": 0, "discard": 1, "recall": 2, "timeout": 3, "crash": 4, "refused": 5, "harness": 6,
@@ -267,11 +267,11 @@ class Trial:
             margin = rule.spent_margin(self.chain.simpler_lows(workloads), workloads)
             if max(margin.values()) < rule.MIN_SIMPLER_MARGIN:
                 margin, self.note = None, "simpler, but the margin simpler keeps may lose since the last faster keep is spent"
-        pools = phases.pools(self.args.cap_rounds)
-        queries = query_set(fx, sum(pools.values()))
+        total = paired.rows_needed([parse(w)[0] for w in self.config["workloads"].split(",")], self.args.cap_rounds)
+        queries = query_set(fx, total)
         if not queries.fresh:
             self.note = f"fixed queries: {queries.note}"
-        rows = plan(queries, pools)
+        rows = plan(queries, {"trial": total})["trial"]
         self.cmp = cmp = Comparison("measured", "measured", "", {})
         self.plan = retry.Plan(retry.tree_sha(candidate), retry.family_sha(candidate), cmp.alpha)
         if self.incumbent:

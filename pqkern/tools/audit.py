@@ -84,23 +84,24 @@ def chain_of(clone: Path, branch: str, base: str | None, repo: Path) -> list[dic
     return out
 
 
-def records(repo: Path) -> dict[str, dict]:
-    """results.tsv's kept rows whose seal verifies, by commit prefix (empty when there is no file)."""
+def records(repo: Path) -> tuple[dict[str, dict], object | None]:
+    """results.tsv's kept rows whose seal verifies, by commit prefix (empty when there is no file), and the first row
+    that does not verify (``results.Broken``) or None."""
     from pqkern.bench import results
 
     path = repo / "results.tsv"
     if not path.is_file():
-        return {}
+        return {}, None
     try:
         broken = results.verify(path)
     except results.ResultsError as e:  # an older version's file: no row can be verified
         print(f"audit: {e}", file=sys.stderr)
-        return {}
+        return {}, None
     rows = results.read_rows(path)
     if broken:
         print(f"audit: {broken}: only the rows before it count as recorded", file=sys.stderr)
         rows = rows[: max(0, broken.line - 2)]
-    return {r["commit"]: r for r in rows if r.get("status") in ("keep", "baseline")}
+    return {r["commit"]: r for r in rows if r.get("status") in ("keep", "baseline")}, broken
 
 
 def asv_points(repo: Path, commit: str) -> dict[str, tuple[float, float]]:
@@ -232,15 +233,19 @@ def _fig(v: list[float]) -> str:
     return f"{v[0]:.3f}x [{v[1]:.3f}, {v[2]:.3f}]"
 
 
-def verdicts(chain: list[dict], judged: list[dict], recorded: dict[str, dict], repo: Path) -> list[dict]:
-    """One verdict per kernel: agrees, differs, not reproducible, or never judged."""
+def verdicts(chain: list[dict], judged: list[dict], recorded: dict[str, dict], broken, repo: Path) -> list[dict]:
+    """One verdict per kernel: agrees, differs, not reproducible, or never judged (``broken``: results.tsv's first row
+    that does not verify, which makes its commit's verdict ``differs``)."""
     out = []
     for k, j in zip(chain, judged, strict=True):
-        row = next((recorded[c[:12]] for c in k.get("same_kernel", [k["commit"]]) if c[:12] in recorded), None)
+        commits = [c[:12] for c in k.get("same_kernel", [k["commit"]])]
+        row = next((recorded[c] for c in commits if c in recorded), None)
         line = {"commit": k["commit"], "subject": k["subject"], **j}
         notes = []
         if j.get("problem"):
             line["verdict"], line["why"] = "not reproducible", j["problem"]
+        elif row is None and broken is not None and str(broken.commit)[:12] in commits:
+            line["verdict"], line["why"] = "differs", f"the recorded row (line {broken.line}) does not verify: {broken.why}"
         elif row is None:
             line["verdict"] = "never judged"
         else:
@@ -295,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             env["NUMBA_CPU_NAME"], env["NUMBA_CPU_FEATURES"] = args.cpu_name, ""
         print(f"audit: {branch}: {len(chain)} kernels from git alone, judged in {clone}", file=sys.stderr, flush=True)
         judged = judge(python, clone, chain, env, work)
-        lines = verdicts(chain, judged, records(repo), repo)
+        lines = verdicts(chain, judged, *records(repo), repo)
     except AuditError as e:
         print(f"audit: {e}", file=sys.stderr)
         return 1
