@@ -88,6 +88,23 @@ SMALL_FIXTURE = {"PQKERN_SOURCE": "synthetic", "PQKERN_NUM_BASE": "20000", "PQKE
                  "PQKERN_NUM_LEARN": "0", "PQKERN_REAL_ROWS": "20000"}  # the trial's real workload: imagesift's first 20k
 
 
+REPEAT_SEARCH = '''
+
+def search(index, query, k):
+    codes, codebook = index
+    for _ in range(REPS - 1):
+        _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
+    return _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
+'''
+
+
+def repeated_seed(reps: int, extra: str = "") -> str:
+    """The seed with its whole search repeated ``reps`` times per call (work exactly proportional), ``extra`` source
+    added before ``search``."""
+    seed = (REPO / "pqkern" / "bench" / "seed_kernel.py").read_text()
+    return seed[: seed.index("\ndef search(")] + extra + REPEAT_SEARCH.replace("REPS", str(reps))
+
+
 def small_fixture_env(data_dir: Path, **extra: str) -> dict:
     """Environment for subprocesses: the session's data dir, a 20k synthetic default fixture (and the first 20k rows of
     the real descriptors beside it), a git identity."""

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, commit_all, scratch_repo, small_fixture_env
+from conftest import commit_all, repeated_seed, scratch_repo, small_fixture_env
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +29,22 @@ def _audit(repo: Path, env: dict, data: Path, out: Path) -> tuple[subprocess.Com
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory, data_dir):
-    """A branch the way an agent leaves it: a baseline on main's commit, two keeps (re-layout, then unrolled)."""
+    """A branch the way an agent leaves it: a baseline on main's commit (the seed's search three times over), then two
+    keeps, each clearly faster than the last whatever the machine's load (twice over, then the seed itself)."""
     root = tmp_path_factory.mktemp("audit")
     repo = root / "repo"
     repo.mkdir()
     env = small_fixture_env(data_dir)
     scratch_repo(repo, env)
+    (repo / "pqkern" / "kernels.py").write_text(repeated_seed(3))
+    commit_all(repo, env, "thrice")
     subprocess.run(["git", "checkout", "-q", "-b", "autoresearch/night"], cwd=repo, check=True)
     steps = [_trial(repo, env, "baseline")]
-    for name in ("relayout", "unrolled"):
-        (repo / "pqkern" / "kernels.py").write_text((DEMO / f"{name}.py").read_text())
+    for name, reps in (("twice", 2), ("once", 1)):
+        (repo / "pqkern" / "kernels.py").write_text(repeated_seed(reps))
         commit_all(repo, env, name)
         steps.append(_trial(repo, env, name))
-    assert [s.returncode for s in steps] == [0, 0, 0], [s.stdout[-2000:] for s in steps]
+    assert [s.returncode for s in steps] == [0, 0, 0], "\n\n".join(s.stdout[-1500:] for s in steps)
     return {"repo": repo, "env": env, "data": data_dir, "root": root}
 
 
@@ -50,7 +53,7 @@ def test_every_honest_keep_agrees(night):
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]
     verdicts = [k["verdict"] for k in report["kernels"]]
     assert verdicts == ["agrees"] * 3, p.stdout
-    assert [k["subject"] for k in report["kernels"]][1:] == ["relayout", "unrolled"]
+    assert [k["subject"] for k in report["kernels"]][1:] == ["twice", "once"]
     assert all("seed" in k["measured"] for k in report["kernels"]) and "predecessor" in report["kernels"][2]["measured"]
     assert report["where"]["host"] and report["where"]["cpu"] is not None and report["seconds"] > 0
 
@@ -64,12 +67,12 @@ def test_a_forged_row_and_a_forged_asv_point_are_flagged(night):
     keep = dict(zip(header, cells, strict=True))
     cells[header.index("seed_speedup")] = "9.999"  # the last keep's figure, edited by hand
     results.write_text("\n".join([*lines[:-1], "\t".join(cells)]) + "\n")
-    relayout = dict(zip(header, lines[-2].split("\t"), strict=True))
-    full = subprocess.run(["git", "rev-parse", relayout["commit"]], cwd=repo, capture_output=True, text=True).stdout.strip()
+    twice = dict(zip(header, lines[-2].split("\t"), strict=True))
+    full = subprocess.run(["git", "rev-parse", twice["commit"]], cwd=repo, capture_output=True, text=True).stdout.strip()
     machine = repo / ".asv" / "results" / "night"
     machine.mkdir(parents=True)
     params = [["'combined'", "'flat'", "'ivf'", "'real'", "'real-ivf'"], ["'estimate'", "'low'", "'high'"]]
-    forged = [0.1, 0.09, 0.11] + [float("nan")] * 12  # "10x the seed" for the re-layout
+    forged = [0.1, 0.09, 0.11] + [float("nan")] * 12  # "10x the seed" for the first keep
     (machine / f"{full[:8]}-virtualenv-py3.11.json").write_text(json.dumps({
         "commit_hash": full, "result_columns": ["result", "params", "version"],
         "results": {"bench_throughput.Speed.track_time_vs_seed": [forged, params, "x"]}}))
@@ -79,6 +82,6 @@ def test_a_forged_row_and_a_forged_asv_point_are_flagged(night):
         results.write_text("\n".join(lines) + "\n")
     assert p.returncode == 1
     by_subject = {k["subject"]: k for k in report["kernels"]}
-    assert by_subject["relayout"]["verdict"] == "differs" and "asv" in by_subject["relayout"]["why"], p.stdout
-    assert by_subject["unrolled"]["verdict"] == "differs" and "does not verify" in by_subject["unrolled"]["why"], p.stdout
+    assert by_subject["twice"]["verdict"] == "differs" and "asv" in by_subject["twice"]["why"], p.stdout
+    assert by_subject["once"]["verdict"] == "differs" and "does not verify" in by_subject["once"]["why"], p.stdout
     assert keep["commit"][:10] in p.stdout
