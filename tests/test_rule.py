@@ -66,6 +66,20 @@ def test_stops_name_what_was_decided_and_what_was_not():
     assert rule.decide(slow_ivf, WORKLOADS) == ("discard", "loss:ivf")
 
 
+def test_a_gain_on_one_workload_keeps_and_nothing_slower_overall_does():
+    rng = np.random.default_rng(2)
+    one = throughput.intervals(_rounds(rng, 200, {"real": 1.05, "ivf": 1.0, "real-ivf": 1.0}, noise=0.03))
+    assert not one["combined"].lo > rule.MIN_GAIN and one["real"].lo > rule.ONE_WORKLOAD_GAIN  # the combined bar alone
+    assert rule.decide(one, WORKLOADS) == ("keep", "faster")  # would not keep it
+    traded = throughput.intervals(_rounds(rng, 200, {"real": 1.035, "ivf": 0.982, "real-ivf": 0.982}, noise=0.005))
+    assert traded["real"].lo > rule.ONE_WORKLOAD_GAIN and not traded["combined"].lo > 0  # no gain overall
+    assert not rule.gain_decided(traded, WORKLOADS) and (rule.decide(traded, WORKLOADS) or ("go on",))[0] != "keep"
+    small = throughput.intervals(_rounds(rng, 200, {"real": 1.02, "ivf": 1.0, "real-ivf": 1.0}, noise=0.005))
+    assert rule.decide(small, WORKLOADS) != ("keep", "faster")  # 2% on one workload is below its bar
+    aa = [throughput.intervals(_rounds(rng, 120, dict.fromkeys(WORKLOADS, 1.0), noise=0.03)) for _ in range(200)]
+    assert sum(rule.gain_decided(ivs, WORKLOADS) for ivs in aa) <= 2  # an A/A gain: the combined interval's 1% at most
+
+
 def test_a_simpler_candidate_keeps_only_within_its_margin():
     rng = np.random.default_rng(4)
     margin = rule.spent_margin([], WORKLOADS)

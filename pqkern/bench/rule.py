@@ -2,8 +2,12 @@
 
 All figures are log throughput ratios of the candidate over the incumbent (> 0: faster), 99% intervals.
 
-- ``faster`` (keep): the combined (geometric mean over the workloads) gain is above ``MIN_GAIN`` and
-  no workload is slower by more than ``MAX_LOSS``;
+- ``faster`` (keep): the gain is decided, and no workload is slower by more than ``MAX_LOSS``. The gain is decided
+  when the combined (geometric mean over the workloads) gain is above ``MIN_GAIN``, or when one workload's gain is
+  above ``ONE_WORKLOAD_GAIN`` and the combined gain above zero: a real gain on one workload of three (3% alone is a 1%
+  combined gain) is kept even when the others' noise keeps the combined interval wide. Every keep is confidently
+  faster overall, so a chain of keeps cannot drift slower; an A/A candidate is kept at most as often as the combined
+  interval misses (1%);
 - ``simpler`` (keep, a candidate with a smaller syntax tree than the incumbent's, ``simplicity.py``):
   no workload is slower by more than its remaining margin. Between two faster keeps the simpler
   keeps of a branch may lose at most ``SIMPLER_MARGIN`` in all, per workload, counted at each
@@ -14,7 +18,8 @@ All figures are log throughput ratios of the candidate over the incumbent (> 0: 
 - ``slower`` / ``loss:<workload>`` (discard): confidently slower overall, or one workload confidently
   slower than ``MAX_LOSS`` (than its margin, for a simpler candidate);
 - ``within`` (discard): confidently below ``MIN_GAIN``, not confidently faster at all;
-- ``below-bar`` (discard): confidently faster, and confidently not by ``MIN_GAIN``;
+- ``below-bar`` (discard): confidently faster, and confidently not by ``MIN_GAIN`` (so no workload alone can
+  have gained ``ONE_WORKLOAD_GAIN`` with the others unchanged);
 - ``cap`` / ``cap:<what>`` (discard): still undecided when the round or time cap is reached, naming
   what stayed undecided: ``cap`` alone when the combined gain is, ``cap:<w>[+<w>...]`` when the
   combined gain was decided and those workloads' margins were not.
@@ -32,6 +37,7 @@ import math
 from pqkern.bench.throughput import Interval
 
 MIN_GAIN = math.log(1.01)
+ONE_WORKLOAD_GAIN = math.log(1.03)  # one workload's gain that keeps when the combined gain is above zero
 MAX_LOSS = math.log(0.98)
 SIMPLER_MARGIN = -math.log(0.98)  # per workload, between two faster keeps
 MIN_SIMPLER_MARGIN = math.log(1.002)  # below this the margin is spent: a simpler candidate is judged as any other
@@ -44,13 +50,20 @@ def _margins(intervals: dict[str, Interval], workloads: list[str], margin: dict[
     return lost, open_
 
 
+def gain_decided(intervals: dict[str, Interval], workloads: list[str]) -> bool:
+    """The combined gain is above ``MIN_GAIN``, or one workload's above ``ONE_WORKLOAD_GAIN`` and the combined above 0."""
+    comb = intervals["combined"]
+    return comb.lo > MIN_GAIN or (comb.lo > 0 and any(intervals[w].lo > ONE_WORKLOAD_GAIN for w in workloads))
+
+
 def decide(intervals: dict[str, Interval], workloads: list[str],
            simpler_margin: dict[str, float] | None = None) -> tuple[str, str] | None:
     """``(decision, stop)`` on the current intervals, or None to go on; ``decision`` is keep, confirm (the combined gain
     is decided, a margin is not: go on, bounded, and :func:`confirm` at the end) or discard. ``simpler_margin`` (per
     workload, log) for a simpler candidate with margin left."""
     comb = intervals["combined"]
-    if comb.lo > MIN_GAIN and all(intervals[w].lo > MAX_LOSS for w in workloads):
+    gain = gain_decided(intervals, workloads)
+    if gain and all(intervals[w].lo > MAX_LOSS for w in workloads):
         return "keep", "faster"
     if simpler_margin:
         lost, open_ = _margins(intervals, workloads, simpler_margin)
@@ -62,7 +75,7 @@ def decide(intervals: dict[str, Interval], workloads: list[str],
         return "discard", "slower"
     if lost:
         return "discard", f"loss:{lost[0]}"
-    if comb.lo > MIN_GAIN:
+    if gain:
         return ("keep", "faster") if not open_ else ("confirm", "faster")
     if comb.hi < MIN_GAIN:
         return "discard", "below-bar" if comb.lo > 0 else "within"
@@ -88,11 +101,8 @@ def at_cap(intervals: dict[str, Interval], workloads: list[str] | None = None,
         return "cap"
     workloads = workloads if workloads is not None else [w for w in intervals if w != "combined"]
     margin = simpler_margin or dict.fromkeys(workloads, -MAX_LOSS)
-    if not simpler_margin:
-        if 0 < comb.lo and comb.hi < MIN_GAIN:
-            return "below-bar"
-        if not comb.lo > MIN_GAIN:
-            return "cap"
+    if not simpler_margin and not gain_decided(intervals, workloads):
+        return "below-bar" if 0 < comb.lo and comb.hi < MIN_GAIN else "cap"
     _, open_ = _margins(intervals, workloads, margin)
     return f"cap:{'+'.join(open_)}" if open_ else "cap"
 
@@ -100,6 +110,7 @@ def at_cap(intervals: dict[str, Interval], workloads: list[str] | None = None,
 def explain(stop: str) -> str:
     """The verdict's words for a stop."""
     gain, loss = f"{math.exp(MIN_GAIN) - 1:.0%}", f"{1 - math.exp(MAX_LOSS):.0%}"
+    one = f"{math.exp(ONE_WORKLOAD_GAIN) - 1:.0%}"
     if stop.startswith("loss:"):
         return f"slower on {stop[5:]}: 99% confident of a throughput loss above its margin ({loss} for a faster candidate)"
     if stop.startswith("cap:"):
@@ -107,7 +118,8 @@ def explain(stop: str) -> str:
         return (f"undecided at the cap: {' and '.join(what)} not shown to be within {'its' if len(what) == 1 else 'their'} "
                 f"margin ({loss} slower at most for a faster candidate)")
     return {
-        "faster": f"faster: 99% confident of a throughput gain above {gain} with no workload slower by {loss}",
+        "faster": f"faster: 99% confident of a throughput gain above {gain} (or above {one} on one workload) with no "
+                  f"workload slower by {loss}",
         "simpler": "simpler: a smaller syntax tree, and 99% confident no workload lost more than the margin left",
         "same-code": "simpler: the same syntax tree as the incumbent (only comments, docstrings or layout changed)",
         "slower": "slower",
