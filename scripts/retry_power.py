@@ -4,12 +4,13 @@
     scripts/retry_power.py --sequences 50 --retries 5 [--mode same|near] [--workdir DIR] [-- TRIAL_ARGS...]
 
 In a scratch clone of this repository it commits an incumbent (the seed), records the baseline,
-then, for each sequence, commits a nil change (the seed plus an unused constant) and runs the
+then, for each sequence, commits a nil change (the seed plus an unused tuple, of another length in
+each sequence, so that each sequence is a family of its own, judged from the full level) and runs the
 trial; after a discard it retries, up to ``--retries`` more times, until one is kept:
 
 - ``same``: the very same kernel again each time (a re-commit of the same syntax tree): each
   retry must continue the earlier trial's rounds (pqkern/bench/retry.py);
-- ``near``: a near-copy each time (the unused constant's value changed): a new comparison, at the
+- ``near``: a near-copy each time (the unused tuple's values changed): a new comparison, at the
   level its family has left.
 
 Prints one line per trial and, per mode, how many sequences ended kept, the stops, how many
@@ -24,6 +25,13 @@ import sys
 
 import numpy as np
 from scratch import SEED, branch, clone, commit, git, trial
+
+
+def nil_change(sequence: int, value: int) -> str:
+    """An unused tuple of ``sequence + 1`` copies of ``value``: each sequence's tree has its own shape, so each is a
+    family of its own (retry.py judges its first try at the full level, not at the level earlier sequences left), and
+    the tries of a sequence in ``near`` mode differ only in a constant: near-copies of one another."""
+    return f"\nUNUSED = ({', '.join([str(value)] * (sequence + 1))},)\n"
 
 
 def main() -> int:
@@ -44,8 +52,7 @@ def main() -> int:
         kept, stops, continued, times = 0, {}, 0, []
         for i in range(args.sequences):
             for j in range(args.retries + 1):
-                constant = i if mode == "same" else i * 100 + j
-                commit(repo, seed + f"\nUNUSED = {constant}\n", f"{mode} {i}.{j}")
+                commit(repo, seed + nil_change(i, 0 if mode == "same" else j), f"{mode} {i}.{j}")
                 t = trial(repo, f"nil change {i}, try {j}", args.trial_args)
                 times.append(t.seconds)
                 stops[t.stop] = stops.get(t.stop, 0) + 1
