@@ -13,7 +13,8 @@ with ``--env``. Per kernel, in one set of jailed workers, on fresh queries: agai
 chain (the same), and every answer checked against the exact ADC top-k. Then it compares with
 results.tsv (only rows whose seal verifies count as recorded) and with asv's results, and prints
 one line per kernel: ``agrees``, ``differs`` (both figures), ``not reproducible`` (it crashes,
-returns a wrong answer or breaks its recall band now) or ``never judged`` (no verified row). It
+returns a wrong answer or breaks its recall band now) or ``never judged`` (no verified row; ``base`` for the commit
+the branch starts from when its baseline was recorded on a later commit). It
 writes the same as JSON, with where it ran (host, CPU, the instruction sets numba compiled for:
 ``--cpu-name haswell`` compiles for AVX2 on an AVX-512 machine), which ``pqkern-upstream --audit``
 shows beside the night's figures.
@@ -244,7 +245,7 @@ def verdicts(chain: list[dict], judged: list[dict], recorded: dict[str, dict], b
     """One verdict per kernel: agrees, differs, not reproducible, or never judged (``broken``: results.tsv's first row
     that does not verify, which makes its commit's verdict ``differs``)."""
     out = []
-    for k, j in zip(chain, judged, strict=True):
+    for i, (k, j) in enumerate(zip(chain, judged, strict=True)):
         commits = [c[:12] for c in k.get("same_kernel", [k["commit"]])]
         row = next((recorded[c] for c in commits if c in recorded), None)
         line = {"commit": k["commit"], "subject": k["subject"], **j}
@@ -253,6 +254,8 @@ def verdicts(chain: list[dict], judged: list[dict], recorded: dict[str, dict], b
             line["verdict"], line["why"] = "not reproducible", j["problem"]
         elif row is None and broken is not None and str(broken.commit)[:12] in commits:
             line["verdict"], line["why"] = "differs", f"the recorded row (line {broken.line}) does not verify: {broken.why}"
+        elif row is None and i == 0:
+            line["verdict"], line["why"] = "base", "where the branch starts; the baseline was recorded on a later commit"
         elif row is None:
             line["verdict"] = "never judged"
         else:
@@ -325,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     target.write_text(json.dumps(report, indent=1) + "\n")
     print(f"audit: {len(lines)} kernels in {seconds:.0f} s on {here['host']} ({here['cpu']}, {', '.join(here['simd'])}, "
           f"numba target {here['numba_cpu_name']}); {target}")
-    bad = [x for x in lines if x["verdict"] != "agrees"]
+    bad = [x for x in lines if x["verdict"] not in ("agrees", "base")]
     return 1 if bad else 0
 
 
