@@ -77,7 +77,7 @@ CHECKED_ANSWERS = 2080
 # A measurement against the frozen seed (a keep's vs_seed, a baseline, asv): at least ``min_rounds``, then until the
 # combined interval is within +-2% (half-width, log), at most ``rounds``: scans are there in about 30 rounds, kernels whose
 # cost depends on the query (pruning) later.
-SEED_MEASUREMENT = {"min_rounds": 30, "rounds": 150, "until": math.log(1.02)}
+SEED_MEASUREMENT = {"min_rounds": 30, "rounds": 300, "until": math.log(1.02)}
 TOLERANCE = 0.01
 RECALL_SAMPLE = 250  # rows per workload on which absolute recall is measured (ground truth: a BLAS scan per fresh query)
 SEED_KERNEL = Path(__file__).resolve().parent / "seed_kernel.py"
