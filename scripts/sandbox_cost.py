@@ -18,13 +18,14 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scratch import copy_tree
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "pqkern" / "bench" / "seed_kernel.py"
@@ -46,21 +47,6 @@ for i in tries:
     print(json.dumps({"try": i, "code": p.returncode, "wall": wall, "verdict": verdict}), flush=True)
     subprocess.run(["git", "reset", "-q", "--hard", base], check=True)
 '''
-
-
-def copy_tree(work: Path) -> Path:
-    """This working tree's tracked and untracked files, committed in a new repository."""
-    repo = work / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True,
-                           text=True).stdout.splitlines()
-    for f in files:
-        if (REPO / f).is_file():
-            (repo / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, repo / f)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "the working tree")
-    return repo
 
 
 def git(repo: Path, *args: str) -> str:
@@ -92,7 +78,7 @@ def main() -> int:
     os.environ.setdefault("PQKERN_DATA", str(REPO / "data"))
     os.environ.update(GIT)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="sandbox-cost-"))
-    repo = copy_tree(work)
+    repo = copy_tree(work / "repo")
     git(repo, "checkout", "-q", "-b", "autoresearch/cost")
     (repo / "pqkern" / "kernels.py").write_text(SEED.read_text())
     git(repo, "commit", "-q", "--allow-empty", "-am", "the seed")

@@ -1,13 +1,14 @@
 """What the measuring scripts share: a scratch clone of this repository, real trials in it, and a CPU-bound load.
 
 Not part of the product: ``verdict_power.py``, ``attack_trials.py``, ``trial_cost.py`` and
-``seed_trajectory.py`` import it from this folder.
+``seed_trajectory.py``, ``sandbox_cost.py``, ``two_agents.py``... import it from this folder.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,19 @@ def clone(workdir: str | None, prefix: str, revision: str | None = None) -> Path
         git(repo, "checkout", "-q", "-B", "main", revision)
         git(repo, "update-ref", "refs/remotes/origin/HEAD", revision)
     return repo
+
+
+def copy_tree(dst: Path, message: str = "the working tree") -> Path:
+    """This working tree's tracked and unignored files (the bench as it is now, uncommitted changes included) in a new
+    git repository ``dst`` (branch main), committed."""
+    for f in git(REPO, "ls-files", "-co", "--exclude-standard").splitlines():
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+    git(dst, "init", "-q", "-b", "main")
+    git(dst, "add", "-A")
+    git(dst, "commit", "-qm", message)
+    return dst
 
 
 def branch(repo: Path, name: str, incumbent_source: str) -> str:

@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from scratch import copy_tree
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "pqkern" / "tools" / "demo_kernels"
 GIT = {"GIT_AUTHOR_NAME": "two-agents", "GIT_AUTHOR_EMAIL": "two-agents@example.invalid",
@@ -45,19 +47,6 @@ SETTINGS = ("alone", "together", "one CPU each")
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, env=dict(os.environ, **GIT), check=True, capture_output=True,
                           text=True).stdout.strip()
-
-
-def copy_tree(dst: Path) -> Path:
-    """This working tree's tracked and unignored files in a new git repository ``dst`` (branch main), committed."""
-    files = _git(REPO, "ls-files", "-co", "--exclude-standard").splitlines()
-    for f in files:
-        if (REPO / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, dst / f)
-    _git(dst, "init", "-q", "-b", "main")
-    _git(dst, "add", "-A")
-    _git(dst, "commit", "-q", "-m", "baseline")
-    return dst
 
 
 def start(repo: Path, description: str, env: dict, cpu: int | None = None) -> subprocess.Popen:
@@ -97,7 +86,7 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="two-agents-"))
     env = dict(os.environ, **GIT)
     env.setdefault("PQKERN_DATA", str(REPO / "data"))
-    base = copy_tree(work / "base")
+    base = copy_tree(work / "base", "baseline")
     p = subprocess.run([sys.executable, "-m", "pqkern.bench.trial", "baseline", "--no-asv"], cwd=base, env=env,
                        capture_output=True, text=True)
     if p.returncode:
