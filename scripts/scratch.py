@@ -22,6 +22,15 @@ DEMO = REPO / "pqkern" / "tools" / "demo_kernels"
 TESTS = REPO / "tests" / "kernels"
 
 
+REPEAT = '''
+
+def search(index, query, k):
+    codes, codebook = index
+    for _ in range(REPS - 1):
+        _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
+    return _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
+'''
+
 # The real trial, in the scratch clone, with the static policy switched off: for the attacks that need introspection.
 WITHOUT_POLICY = ("import sys\nfrom pqkern.bench import trial\ntrial.violations = lambda source: []\n"
                   "sys.exit(trial.main(sys.argv[1:]))")
@@ -62,6 +71,14 @@ def clone(workdir: str | None, prefix: str, revision: str | None = None) -> Path
         git(repo, "checkout", "-q", "-B", "main", revision)
         git(repo, "update-ref", "refs/remotes/origin/HEAD", revision)
     return repo
+
+
+def repeated(reps: int, tag: str = "") -> str:
+    """The seed kernel, its whole search repeated ``reps`` times per call (work exactly proportional), with a ``VARIANT``
+    constant naming ``tag`` if given."""
+    seed = SEED.read_text()
+    return seed[: seed.index("\ndef search(")] + REPEAT.replace("REPS", str(reps)) + (f"\nVARIANT = {tag!r}\n" if tag
+                                                                                       else "")
 
 
 def copy_tree(dst: Path, message: str = "the working tree") -> Path:

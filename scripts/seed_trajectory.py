@@ -22,21 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scratch import SEED, branch, clone, commit, trial
-
-REPEAT = '''
-
-def search(index, query, k):
-    codes, codebook = index
-    for _ in range(REPS - 1):
-        _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
-    return _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
-'''
-
-
-def repeated(reps: int) -> str:
-    seed = SEED.read_text()
-    return seed[: seed.index("\ndef search(")] + REPEAT.replace("REPS", str(reps))
+from scratch import branch, clone, commit, repeated, trial
 
 
 def direct(repo: Path, rounds: int) -> tuple[float, float, float]:

@@ -61,19 +61,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scratch import DEMO, SEED, TESTS, Outcome, branch, clone, commit, git, start_load, trial
+from scratch import DEMO, SEED, TESTS, Outcome, branch, clone, commit, git, repeated, start_load, trial
 
 FAST = TESTS / "legit" / "pruned_unrolled.py"
 HEAVY = TESTS / "heavy_tail.py"
 GATED = TESTS / "legit" / "gated_pruned.py"
-REPEAT = '''
-
-def search(index, query, k):
-    codes, codebook = index
-    for _ in range(REPS - 1):
-        _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
-    return _top_k(_accumulate(codes, _distance_table(query, codebook)), k)
-'''
 EXTRA = '''
 
 def search(index, query, k):
@@ -95,11 +87,6 @@ def _never_called(rows, t):
 '''
 PADDING = ("            p = np.float32(0.0)\n"
            + "".join(f"            p += t[{i}, c[{i}]] * np.float32({i + 2})\n" for i in range(16)) + "            kth = p\n")
-
-
-def repeated(seed: str, reps: int, tag: str) -> str:
-    """The seed kernel, its search repeated ``reps`` times per call."""
-    return seed[: seed.index("\ndef search(")] + REPEAT.replace("REPS", str(reps)) + f"\nVARIANT = {tag!r}\n"
 
 
 def extra(seed: str, permille: int, tag: str, partitions: int | None = None) -> str:
@@ -129,13 +116,13 @@ def codegen(fast: str, what: str) -> str:
 
 def scenarios(seed: str, fast: str) -> dict[str, tuple[str, str]]:
     """Scenario name -> (incumbent source, candidate source)."""
-    out = {"aa": (repeated(seed, 20, "incumbent"), repeated(seed, 20, "candidate")),
-           "aa-seed": (repeated(seed, 1, "incumbent"), repeated(seed, 1, "candidate")),
+    out = {"aa": (repeated(20, "incumbent"), repeated(20, "candidate")),
+           "aa-seed": (repeated(1, "incumbent"), repeated(1, "candidate")),
            # the row-major re-layout over the seed (a real gain of about 1.2-1.4x, for the small real fixtures)
            "relayout": (seed, (DEMO / "relayout.py").read_text()),
-           "faster5": (repeated(seed, 20, "incumbent"), repeated(seed, 19, "candidate")),
-           "faster3": (repeated(seed, 33, "incumbent"), repeated(seed, 32, "candidate")),
-           "slower3": (repeated(seed, 32, "incumbent"), repeated(seed, 33, "candidate")),
+           "faster5": (repeated(20, "incumbent"), repeated(19, "candidate")),
+           "faster3": (repeated(33, "incumbent"), repeated(32, "candidate")),
+           "slower3": (repeated(32, "incumbent"), repeated(33, "candidate")),
            # at the seed's speed (for the 1M fixture): the accumulation, a little more than 90% of a flat query there
            "aa-extra": (extra(seed, 30, "incumbent"), extra(seed, 30, "candidate")),
            "faster5-extra": (extra(seed, 55, "incumbent"), extra(seed, 0, "candidate")),
