@@ -191,7 +191,8 @@ def _open(cpu: int, create: bool = True) -> int | None:
         return fd
 
 
-def _try_lock(fd: int) -> bool:
+def try_lock(fd: int) -> bool:
+    """Take ``fd``'s exclusive ``flock`` if no one holds it (never waits): whether it was taken."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -205,7 +206,7 @@ def taken(cpu: int) -> bool:
     if fd is None:
         return False
     try:
-        if _try_lock(fd):
+        if try_lock(fd):
             fcntl.flock(fd, fcntl.LOCK_UN)
             return False
         return True
@@ -312,7 +313,7 @@ def _take(cpus: set[int]) -> list[int] | None:
     fds: list[int] = []
     for cpu in sorted(cpus):
         fd = _open(cpu)
-        if not _try_lock(fd):
+        if not try_lock(fd):
             os.close(fd)
             for f in fds:
                 os.close(f)

@@ -11,7 +11,6 @@ notes them in its verdict: no CPU was shared, but the memory bus and the last-le
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import stat
@@ -26,14 +25,6 @@ class Busy(RuntimeError):
     """Another trial holds the lock; the message names it."""
 
 
-def _try_lock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-
-
 class TrialLock:
     """The per-working-tree lock, held until :meth:`release` or the process exits."""
 
@@ -46,7 +37,7 @@ class TrialLock:
                 raise IsADirectoryError(0, "not a regular file")
         except OSError as e:
             raise Busy(f"{self.path} cannot be the trial lock ({e.strerror}): remove it, then run the trial again") from None
-        if not _try_lock(self.fd):
+        if not cpus.try_lock(self.fd):
             info = _read_info(self.path)
             os.close(self.fd)
             since = time.strftime("%H:%M:%S", time.localtime(info.get("started", 0)))
