@@ -111,17 +111,22 @@ def small_fixture_env(data_dir: Path, **extra: str) -> dict:
     return dict(os.environ, PQKERN_DATA=str(data_dir), **SMALL_FIXTURE, **GIT_ENV, **extra)
 
 
+def copy_working_tree(dst: Path) -> None:
+    """This working tree's tracked and unignored files, as they are now, copied into ``dst``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.splitlines()
+    for f in files:
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+
+
 def scratch_repo(repo: Path, env: dict, without_peers: bool = False) -> str:
     """Copy this working tree (tracked and unignored files) into ``repo``, ``git init -b main``, commit; return the sha.
 
     ``without_peers`` drops faiss and pylance from the asv matrix, so asv builds its environment faster.
     """
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.splitlines()
-    for f in files:
-        if (REPO / f).is_file():
-            (repo / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, repo / f)
+    copy_working_tree(repo)
     if without_peers:
         conf = json.loads((repo / "asv.conf.json").read_text())
         for name in ("faiss-cpu", "pylance"):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, REPO
+from conftest import GIT_ENV, REPO, copy_working_tree
 
 from pqkern.tools.dashboard import NODE_MODULES
 
@@ -25,12 +25,7 @@ def run_checkout(tmp: Path) -> tuple[Path, dict]:
     config.write_text("[init]\n\tdefaultBranch = trunk\n")
     env = dict(os.environ, GIT_CONFIG_GLOBAL=str(config), **GIT_ENV)
     repo = tmp / "checkout"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True,
-                           text=True).stdout.splitlines()
-    for f in files:
-        if (REPO / f).is_file():
-            (repo / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, repo / f)
+    copy_working_tree(repo)
     if NODE_MODULES.is_dir():  # git-ignored: setup.sh installs it
         shutil.copytree(NODE_MODULES, repo / NODE_MODULES.relative_to(REPO))
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "this checkout"], ["branch", "-m", "autoresearch/x"]):
