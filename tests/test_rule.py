@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pqkern.bench import retry, rule, throughput
+from pqkern.bench import chain, retry, rule, throughput
 
 WORKLOADS = ["real", "ivf", "real-ivf"]
 
@@ -120,3 +120,19 @@ def test_the_untimed_budget_compares_like_with_like():
     assert budget.untimed_problem("ivf", list(untimed), list(timed)) == ""
     cheat = budget.untimed_problem("ivf", list(np.full(200, 5e6)), list(np.full(200, 1e6)))
     assert "confidently more than 3 times its timed calls" in cheat
+
+
+def _ratio_interval(estimate: float, lo: float, hi: float) -> throughput.Interval:
+    return throughput.Interval(math.log(estimate), math.log(lo), math.log(hi), 208, 0.05)
+
+
+def test_the_chain_allows_the_drift_of_two_honest_measurements_and_not_a_sandbagging_incumbent():
+    """A CI run's honest figures (the seed's code at HEAD and the frozen seed, the same code, measured seconds apart)
+    agree within the tolerance; an incumbent recorded 3x over the seed makes any real gain over it contradict."""
+    speedup, vs_seed = _ratio_interval(1.232, 1.216, 1.247), _ratio_interval(1.176, 1.153, 1.199)
+    assert chain.contradiction((1.002, 0.991, 1.014), speedup, vs_seed) == ""
+    found = chain.contradiction((3.0, 2.9, 3.1), speedup, vs_seed)
+    assert "the measurements contradict each other" in found and "3.000x [2.900, 3.100]" in found
+    drift = 1 + 2.5 * chain.AGREE_TOLERANCE  # further off than both widenings allow
+    assert chain.contradiction((1.014 * drift, 0.991 * drift, 1.014 * drift), speedup, vs_seed) != ""
+    assert chain.agree(1.0, 1.0, 1.05, 1.05) and not chain.agree(1.0, 1.0, 1.07, 1.07)

@@ -38,11 +38,6 @@ GIT_ENV = {"GIT_NO_REPLACE_OBJECTS": "1", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFI
            "GIT_TERMINAL_PROMPT": "0"}
 KERNEL = "pqkern/kernels.py"
 SPEED_SERIES = "bench_throughput.Speed.track_time_vs_seed"
-# Two runs of one pair, each to +-2%, differ by a few % more than their intervals allow: the order of the runs, the
-# queries drawn and what else the machine held change a ratio a little (an honest keep's vs_seed read 0.632x
-# [0.620, 0.644] here against 0.661x [0.648, 0.674] recorded). So figures agree when their intervals, each widened by
-# this share, overlap; a forged or irreproducible figure is further off than that.
-AGREE_TOLERANCE = 0.03
 BATCH = 6  # kernels judged by one set of workers (each measurement takes its own fresh queries)
 
 
@@ -232,9 +227,10 @@ def inner(spec_path: Path, out_path: Path) -> int:
 
 
 def _overlap(a: list[float], lo: float, hi: float) -> bool:
-    """Whether the interval ``a`` (estimate, lo, hi) and ``[lo, hi]`` overlap, each widened by ``AGREE_TOLERANCE``."""
-    return a[1] * (1 - AGREE_TOLERANCE) <= hi * (1 + AGREE_TOLERANCE) and lo * (1 - AGREE_TOLERANCE) <= a[2] * (
-        1 + AGREE_TOLERANCE)
+    """Whether the interval ``a`` (estimate, lo, hi) and ``[lo, hi]`` agree (``chain.agree``: the trial's own test)."""
+    from pqkern.bench import chain
+
+    return chain.agree(a[1], a[2], lo, hi)
 
 
 def _fig(v: list[float]) -> str:
