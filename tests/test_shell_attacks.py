@@ -186,6 +186,31 @@ def test_4_a_measurement_edited_by_hand_is_not_taken_by_asv(repo):
 # ---------------------------------------------------------------- the environment
 
 
+def _rerecord(record: Path, target: Path) -> None:
+    """``record``'s line for ``target`` set to its new sha256 and size, as an installer writes it."""
+    import base64
+    import hashlib
+
+    name = target.relative_to(record.parent.parent).as_posix()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(target.read_bytes()).digest()).rstrip(b"=").decode()
+    rows = [f"{name},sha256={digest},{target.stat().st_size}" if r.startswith(f"{name},") else r
+            for r in record.read_text().splitlines()]
+    _replace(record, "\n".join(rows) + "\n")
+
+
+def test_the_project_installed_from_another_commit_is_not_refused(repo, venv):
+    """Another checkout's setup (``--accept``) pins the project as its commit installed it, with its own README in
+    METADATA: this one's trials, installed from another README, are judged, not refused (two agents on one machine)."""
+    path, env, _ = repo
+    python, site, _ = venv
+    metadata = next(site.glob("pqkern-*.dist-info")) / "METADATA"
+    _replace(metadata, metadata.read_text() + "\nA README from another commit.\n")
+    _rerecord(metadata.parent / "RECORD", metadata)
+    _commit(path, env, NIL, "the seed and an unused constant")
+    s = _trial(path, env, "nil change", python)
+    assert s["code"] == 1 and s["verdict"].startswith("verdict: discard"), s["verdict"] + s["err"]
+
+
 @pytest.mark.parametrize("what", ["console script", "numba", "numba and its RECORD", "editable finder"])
 def test_an_edited_file_of_the_environment_is_refused(repo, venv, what):
     path, env, _ = repo
@@ -196,14 +221,7 @@ def test_an_edited_file_of_the_environment_is_refused(repo, venv, what):
     lines = target.read_text().splitlines(keepends=True)
     _replace(target, "".join(lines[:1] + ["import os  # run before the judge\n"] + lines[1:]))
     if what == "numba and its RECORD":
-        import base64
-        import hashlib
-
-        record = next(site.glob("numba-*.dist-info")) / "RECORD"
-        digest = base64.urlsafe_b64encode(hashlib.sha256(target.read_bytes()).digest()).rstrip(b"=").decode()
-        rows = [f"numba/__init__.py,sha256={digest},{target.stat().st_size}" if r.startswith("numba/__init__.py,") else r
-                for r in record.read_text().splitlines()]
-        _replace(record, "\n".join(rows) + "\n")
+        _rerecord(next(site.glob("numba-*.dist-info")) / "RECORD", target)
     candidate = _commit(path, env, NIL, "the seed and an unused constant")
     s = _trial(path, env, "nil change", python)
     _refused(s, "RECORD is not the one the judge first vouched for" if "RECORD" in what else str(target))

@@ -26,7 +26,10 @@ from pathlib import Path
 from pqkern.bench import seal
 
 CACHE = "vouch-cache.json"
-UNPINNED = ("INSTALLER", "REQUESTED", "RECORD", "direct_url.json")  # dist-info files an installer writes its own way
+# dist-info files an installer writes its own way, and METADATA: inert text that, for the project itself, holds the
+# README, which differs from commit to commit (two checkouts of the project on one machine must not refuse each other).
+# Each is still checked against its RECORD line; a RECORD edited to match is caught by the lines that are pinned.
+UNPINNED = ("INSTALLER", "REQUESTED", "RECORD", "direct_url.json", "METADATA")
 
 
 def _key(st: os.stat_result) -> list[int]:
