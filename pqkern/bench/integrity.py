@@ -217,7 +217,8 @@ class Vouch:
         """Every file of ``dist`` as its RECORD says, nothing else in its folders, and its RECORD the trusted one."""
         base = str(dist.site) + os.sep
         label = f"{dist.name} {dist.version}"
-        pin, key = pin_of(dist), f"{dist.name}=={dist.version}"
+        # "/2": pinned without METADATA (installed.UNPINNED); a checkout whose bench pins the older way keeps its own
+        pin, key = pin_of(dist), f"{dist.name}=={dist.version}/2"
         if key not in self.cache.pins:  # the first time the judge sees this version: trusted from now on
             self.cache.pins[key] = pin
             self.cache.changed = True
