@@ -45,11 +45,11 @@ def contradiction(incumbent: tuple[float, float, float] | None, speedup: Interva
     if incumbent is None or not math.isfinite(speedup.lo + speedup.hi + vs_seed.lo + vs_seed.hi):
         return ""
     s, lo, hi = incumbent
-    low, high = math.log(lo) + speedup.lo, math.log(hi) + speedup.hi
+    low, high = lo * math.exp(speedup.lo), hi * math.exp(speedup.hi)  # the predicted vs_seed's interval, as ratios
     got = vs_seed.as_ratio()
-    if agree(math.exp(low), math.exp(high), got[1], got[2]):
+    if agree(low, high, got[1], got[2]):
         return ""
     predicted = s * speedup.speedup
     return (f"the measurements contradict each other: the incumbent's vs_seed {s:.3f}x [{lo:.3f}, {hi:.3f}] times this "
-            f"speedup {speedup.speedup:.3f}x gives {predicted:.3f}x [{math.exp(low):.3f}, {math.exp(high):.3f}], but the "
+            f"speedup {speedup.speedup:.3f}x gives {predicted:.3f}x [{low:.3f}, {high:.3f}], but the "
             f"candidate measured against the seed directly is {got[0]:.3f}x [{got[1]:.3f}, {got[2]:.3f}]; not kept")
